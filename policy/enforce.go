@@ -1,0 +1,252 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Floor is a validated Config plus its loaded seccomp profile. It is
+// immutable after NewFloor and safe for concurrent use.
+type Floor struct {
+	cfg        Config
+	hasCeiling bool // false: no ceiling (the request passes)
+	ceiling    capSet
+	drop       capSet
+	seccomp    *template // nil when the handler has no seccomp floor
+	compiled   *compiledFloor
+}
+
+// NewFloor validates cfg. seccompProfile is the raw JSON of the profile file
+// when cfg.Seccomp is a path (the edge reads the file), else nil.
+func NewFloor(cfg Config, seccompProfile []byte) (*Floor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	f := &Floor{cfg: cfg, hasCeiling: cfg.Capabilities.Ceiling != nil}
+	// Validate has checked the names; the errors cannot happen.
+	f.ceiling, _ = parseCapList("policy.capabilities.ceiling", cfg.Capabilities.Ceiling)
+	f.drop, _ = parseCapList("policy.capabilities.drop", cfg.Capabilities.Drop)
+	switch sc := cfg.seccompMode(); sc {
+	case SeccompNone, SeccompRuntimeDefault:
+		if seccompProfile != nil {
+			return nil, fmt.Errorf("policy.seccomp: profile contents given but seccomp is %q", sc)
+		}
+		if sc == SeccompRuntimeDefault {
+			f.seccomp = runtimeDefaultTemplate()
+		}
+	default:
+		if seccompProfile == nil {
+			return nil, fmt.Errorf("policy.seccomp: profile %s: contents not given", sc)
+		}
+		t, err := parseTemplate(seccompProfile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.seccomp: profile %s: %w", sc, err)
+		}
+		f.seccomp = t
+	}
+	if f.seccomp != nil {
+		// Read the profile once for this machine's architecture; Enforce
+		// then only selects the capability- and kernel-gated rules.
+		c, err := compileFloor(f.seccomp, nativeArch(runtime.GOARCH), cfg.mode() == ModeComplain)
+		if err != nil {
+			return nil, fmt.Errorf("policy.seccomp: %w", err)
+		}
+		f.compiled = c
+	}
+	return f, nil
+}
+
+// Config returns the floor's configuration.
+func (f *Floor) Config() Config { return f.cfg }
+
+// Support says what the backend and host can enforce. An empty enforcer
+// string means the control cannot be enforced.
+type Support struct {
+	Backend            string // e.g. "runsc", "shim:containerd-shim-runc-v2"
+	SeccompEnforcer    string // e.g. "gVisor sentry (runsc --oci-seccomp)", "host kernel"
+	CapabilityEnforcer string
+	NoNewPrivsEnforcer string
+	AppArmorEnforcer   string // e.g. "host AppArmor (runsc sandbox and gofer)"; "" when the host has none
+	AppArmorMissing    string // why not, naming the host check
+	SeccompMissing     string // why not (e.g. "kata disable_guest_seccomp = true")
+	// KernelVersion ("major.minor") of the kernel that evaluates the seccomp
+	// filter, for profile rules gated on minKernel (runtime-default allows
+	// ptrace and process_vm_* from 4.8 on). "" = unknown: such a rule is kept
+	// only when it is stricter than the profile's default.
+	KernelVersion string
+}
+
+// Enforce applies the floor to spec in place (spec.Process and
+// spec.Linux.Seccomp) and returns the decision record. On error the spec is
+// unchanged. Errors wrap ErrInvalid, ErrRefused or ErrNotEnforceable.
+func Enforce(spec *specs.Spec, f *Floor, s Support) (*Decision, error) {
+	return enforce(spec, f, s, nativeArch(runtime.GOARCH))
+}
+
+// enforce is Enforce for a given libseccomp architecture name, so golden
+// files do not depend on the machine that runs the tests.
+func enforce(spec *specs.Spec, f *Floor, s Support, native string) (*Decision, error) {
+	if spec == nil || spec.Process == nil {
+		return nil, fmt.Errorf("%w: process: missing", ErrInvalid)
+	}
+	if f == nil {
+		return nil, errors.New("policy: nil floor")
+	}
+	kv, err := parseKernelVersion(s.KernelVersion)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.enforceable(s, true); err != nil {
+		return nil, err
+	}
+	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode()}
+	caps, nnp, err := f.processControls(spec.Process, s, &d.Controls)
+	if err != nil {
+		return nil, err
+	}
+	var req *specs.LinuxSeccomp
+	if spec.Linux != nil {
+		req = spec.Linux.Seccomp
+	}
+	sc, ctl, err := f.seccompControl(req, caps.bounding, native, kv, s)
+	if err != nil {
+		return nil, err
+	}
+	d.Controls = append([]Control{ctl}, d.Controls...)
+	d.Controls = append(d.Controls, f.appArmorControl(spec.Process, s, &d.AppArmorHostProfile))
+
+	// Nothing failed: write the results back.
+	caps.write(spec.Process)
+	spec.Process.NoNewPrivileges = nnp
+	if f.seccomp != nil {
+		if spec.Linux == nil {
+			spec.Linux = &specs.Linux{}
+		}
+		spec.Linux.Seccomp = sc
+	}
+	return d, nil
+}
+
+// EnforceProcess applies the floor to an exec process spec: capabilities
+// and no_new_privileges. Seccomp and AppArmor are container-wide and are
+// recorded as inherited.
+func EnforceProcess(p *specs.Process, f *Floor, s Support) (*Decision, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: process: missing", ErrInvalid)
+	}
+	if f == nil {
+		return nil, errors.New("policy: nil floor")
+	}
+	if err := f.enforceable(s, false); err != nil {
+		return nil, err
+	}
+	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode()}
+	caps, nnp, err := f.processControls(p, s, &d.Controls)
+	if err != nil {
+		return nil, err
+	}
+	seccompFloor := "none"
+	if f.seccomp != nil {
+		seccompFloor = f.cfg.Seccomp
+	}
+	d.Controls = append([]Control{{
+		Name:       ControlSeccomp,
+		Requested:  "inherited from the container",
+		Effective:  "inherited from the container (floor " + seccompFloor + ")",
+		EnforcedBy: s.SeccompEnforcer,
+	}}, d.Controls...)
+	aa := f.appArmorControl(p, s, &d.AppArmorHostProfile)
+	aa.Effective = "inherited from the container; " + aa.Effective
+	d.Controls = append(d.Controls, aa)
+	caps.write(p)
+	p.NoNewPrivileges = nnp
+	return d, nil
+}
+
+// enforceable fails closed on every configured control that nobody can
+// enforce. Seccomp is checked for containers only: an exec inherits it.
+func (f *Floor) enforceable(s Support, container bool) error {
+	var errs []string
+	if container && f.seccomp != nil && s.SeccompEnforcer == "" {
+		errs = append(errs, fmt.Sprintf("seccomp floor %q: backend %q cannot enforce seccomp: %s",
+			f.cfg.Seccomp, s.Backend, orUnknown(s.SeccompMissing)))
+	}
+	if (f.hasCeiling || f.drop != 0) && s.CapabilityEnforcer == "" {
+		errs = append(errs, fmt.Sprintf("capabilities: backend %q cannot enforce capability sets", s.Backend))
+	}
+	if f.cfg.NoNewPrivileges && s.NoNewPrivsEnforcer == "" {
+		errs = append(errs, fmt.Sprintf("no_new_privileges: backend %q cannot enforce no_new_privileges", s.Backend))
+	}
+	if a := f.cfg.AppArmor; a.Profile != "" && a.Required && s.AppArmorEnforcer == "" {
+		errs = append(errs, fmt.Sprintf("apparmor profile %q is required but the host cannot enforce it: %s",
+			a.Profile, orUnknown(s.AppArmorMissing)))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrNotEnforceable, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func orUnknown(why string) string {
+	if why == "" {
+		return "no reason reported"
+	}
+	return why
+}
+
+// processControls computes the capabilities and no_new_privileges controls
+// of p without changing it, appending their records to ctls.
+func (f *Floor) processControls(p *specs.Process, s Support, ctls *[]Control) (*capsOutcome, bool, error) {
+	apply := f.cfg.mode() == ModeEnforce
+	caps, err := clampCaps(p.Capabilities, f, apply)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(caps.exceeded) > 0 && f.cfg.overCeiling() == OverCeilingRefuse && apply {
+		return nil, false, fmt.Errorf("%w: %s", ErrRefused, strings.Join(caps.exceeded, "; "))
+	}
+	c := Control{Name: ControlCapabilities, Requested: caps.requested, Effective: caps.effective,
+		EnforcedBy: s.CapabilityEnforcer, Changed: caps.changed}
+	if len(caps.exceeded) > 0 && f.cfg.overCeiling() == OverCeilingRefuse { // complain mode
+		c.Changed = append(c.Changed, "complain mode: would refuse: "+strings.Join(caps.exceeded, "; "))
+	}
+	if !f.hasCeiling && f.drop == 0 {
+		c.Effective = "as requested (handler sets no ceiling or drop list): " + c.Effective
+	}
+	nnp := p.NoNewPrivileges
+	n := Control{Name: ControlNoNewPrivileges, Requested: fmt.Sprint(p.NoNewPrivileges), EnforcedBy: s.NoNewPrivsEnforcer}
+	if f.cfg.NoNewPrivileges && !nnp {
+		if apply {
+			nnp = true
+			n.Changed = []string{"process.noNewPrivileges: false -> true"}
+		} else {
+			n.Changed = []string{"process.noNewPrivileges: would set true"}
+		}
+	}
+	n.Effective = fmt.Sprint(nnp)
+	*ctls = append(*ctls, c, n)
+	return caps, nnp, nil
+}
+
+// appArmorControl records the handler's host profile. A required profile
+// the host cannot enforce has already failed in enforceable.
+func (f *Floor) appArmorControl(p *specs.Process, s Support, host *string) Control {
+	a := f.cfg.AppArmor
+	c := Control{Name: ControlAppArmor, Requested: p.ApparmorProfile}
+	switch {
+	case a.Profile == "":
+		c.Effective = "no host profile (handler names none)"
+	case s.AppArmorEnforcer == "":
+		c.Effective = "no host profile"
+		c.NotEnforced = fmt.Sprintf("optional host profile %q not attached: %s", a.Profile, orUnknown(s.AppArmorMissing))
+	default:
+		c.Effective = fmt.Sprintf("host profile %q on the backend's host processes", a.Profile)
+		c.EnforcedBy = s.AppArmorEnforcer
+		*host = a.Profile
+	}
+	return c
+}
