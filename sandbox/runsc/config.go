@@ -1,0 +1,124 @@
+// Package runsc is the gVisor backend: it drives runsc through its OCI command
+// line, reusing containerd's process state machine (the same one the runc shim
+// uses) with a go-runc client pointed at runsc.
+package runsc
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	gorunc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+)
+
+// Config is the [handlers.<name>.runsc] table of Palisade's config.toml.
+type Config struct {
+	// Binary is the runsc executable; a bare name is looked up in PATH.
+	Binary string `toml:"binary"`
+	// Root is runsc's state directory; the namespace is appended to it.
+	Root string `toml:"root"`
+	// Platform is runsc's --platform (systrap, ptrace, kvm).
+	Platform string `toml:"platform"`
+	// Network is runsc's --network (sandbox, host, none).
+	Network string `toml:"network"`
+	// Flags are further runsc global flags, name (without dashes) to value.
+	// Flags that Palisade sets itself may not be overridden here.
+	Flags map[string]string `toml:"flags"`
+}
+
+// Defaults for an empty Config.
+const (
+	DefaultBinary   = "runsc"
+	DefaultRoot     = "/run/palisade/runsc"
+	DefaultPlatform = "systrap"
+	DefaultNetwork  = "sandbox"
+)
+
+// managedFlags are set by Palisade: overriding them through Flags would let a
+// config silently drop the seccomp floor (oci-seccomp) or move state.
+var managedFlags = []string{"root", "log", "log-format", "oci-seccomp", "platform", "network"}
+
+var flagName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// WithDefaults returns c with empty fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Binary == "" {
+		c.Binary = DefaultBinary
+	}
+	if c.Root == "" {
+		c.Root = DefaultRoot
+	}
+	if c.Platform == "" {
+		c.Platform = DefaultPlatform
+	}
+	if c.Network == "" {
+		c.Network = DefaultNetwork
+	}
+	return c
+}
+
+// Validate reports the first field that runsc would reject or that Palisade
+// must own, naming it as it appears in config.toml.
+func (c Config) Validate() error {
+	switch c.Platform {
+	case "", "systrap", "ptrace", "kvm":
+	default:
+		return fmt.Errorf("runsc.platform: unknown platform %q (want systrap, ptrace or kvm)", c.Platform)
+	}
+	switch c.Network {
+	case "", "sandbox", "host", "none":
+	default:
+		return fmt.Errorf("runsc.network: unknown network %q (want sandbox, host or none)", c.Network)
+	}
+	if c.Root != "" && !filepath.IsAbs(c.Root) {
+		return fmt.Errorf("runsc.root: %q is not an absolute path", c.Root)
+	}
+	for name := range c.Flags {
+		if !flagName.MatchString(name) {
+			return fmt.Errorf("runsc.flags.%s: not a flag name (lower case, digits and dashes, no leading dash)", name)
+		}
+		if slices.Contains(managedFlags, name) {
+			return fmt.Errorf("runsc.flags.%s: set by Palisade, cannot be overridden", name)
+		}
+	}
+	return nil
+}
+
+// globalArgs are the flags given to every runsc invocation. --oci-seccomp is
+// always on: runsc ignores linux.seccomp without it, and the sandbox's flags
+// are fixed when its first container is created, so a later container of the
+// same pod could not turn it on.
+func (c Config) globalArgs() []string {
+	args := []string{"--oci-seccomp", "--platform=" + c.Platform, "--network=" + c.Network}
+	names := make([]string, 0, len(c.Flags))
+	for n := range c.Flags {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		args = append(args, "--"+n+"="+c.Flags[n])
+	}
+	return args
+}
+
+// client returns the go-runc client for one container's bundle. runsc reads
+// the same global flags as runc (--root, --log, --log-format), so go-runc's
+// argument building applies unchanged.
+func (c Config) client(namespace, bundle string) *gorunc.Runc {
+	return &gorunc.Runc{
+		Command:      c.Binary,
+		Root:         filepath.Join(c.Root, namespace),
+		Log:          filepath.Join(bundle, "log.json"),
+		LogFormat:    gorunc.JSON,
+		PdeathSignal: unix.SIGKILL,
+		ExtraArgs:    c.globalArgs(),
+	}
+}
+
+// String is for logs.
+func (c Config) String() string {
+	return c.Binary + " " + strings.Join(c.globalArgs(), " ")
+}

@@ -1,0 +1,43 @@
+package runsc
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestGlobalArgs(t *testing.T) {
+	c := Config{Flags: map[string]string{"debug-log": "/tmp/x/", "debug": "true"}}.WithDefaults()
+	got := c.globalArgs()
+	want := []string{"--oci-seccomp", "--platform=systrap", "--network=sandbox", "--debug=true", "--debug-log=/tmp/x/"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("globalArgs = %q, want %q (sorted extra flags, oci-seccomp always)", got, want)
+	}
+	r := c.client("k8s.io", "/b")
+	if r.Root != "/run/palisade/runsc/k8s.io" || r.Log != "/b/log.json" || r.Command != "runsc" {
+		t.Fatalf("client: root %q log %q command %q", r.Root, r.Log, r.Command)
+	}
+}
+
+func TestValidateRejects(t *testing.T) {
+	for _, tc := range []struct {
+		c    Config
+		want string
+	}{
+		{Config{Platform: "xen"}, "runsc.platform"},
+		{Config{Network: "bridge"}, "runsc.network"},
+		{Config{Root: "relative"}, "runsc.root"},
+		{Config{Flags: map[string]string{"oci-seccomp": "false"}}, "runsc.flags.oci-seccomp"},
+		{Config{Flags: map[string]string{"root": "/x"}}, "runsc.flags.root"},
+		{Config{Flags: map[string]string{"-x": "1"}}, "runsc.flags.-x"},
+		{Config{Flags: map[string]string{"a b": "1"}}, "runsc.flags.a b"},
+	} {
+		err := tc.c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want an error naming %q", tc.c, err, tc.want)
+		}
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("empty config: %v", err)
+	}
+}

@@ -1,0 +1,170 @@
+package runsc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/process"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+)
+
+// CRI annotations that runsc itself reads to place a container in a pod's
+// sandbox. Palisade reads them for the same decision.
+const (
+	annoContainerType = "io.kubernetes.cri.container-type"
+	annoSandboxID     = "io.kubernetes.cri.sandbox-id"
+)
+
+// container is one runsc container and its exec'd processes.
+type container struct {
+	id     string
+	bundle string
+	init   *process.Init
+	// sub is true for a container that joins an existing pod sandbox. Its
+	// pid file names the sandbox process, which outlives it, so its exit comes
+	// from `runsc wait` instead of the reaper.
+	sub bool
+
+	mu       sync.Mutex
+	execs    map[string]process.Process // guarded by mu
+	reserved map[string]struct{}        // exec ids being created, guarded by mu
+}
+
+// bundleSpec is the part of config.json this package needs; a shallow decode
+// keeps Create cheap.
+type bundleSpec struct {
+	Annotations map[string]string `json:"annotations"`
+}
+
+func readAnnotations(bundle string) (map[string]string, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s bundleSpec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("decode %s/config.json: %w", bundle, err)
+	}
+	return s.Annotations, nil
+}
+
+// newContainer mounts the rootfs and runs `runsc create`.
+func newContainer(ctx context.Context, cfg Config, ns string, platform stdio.Platform, r *taskAPI.CreateTaskRequest) (_ *container, retErr error) {
+	if r.Checkpoint != "" {
+		return nil, fmt.Errorf("restore from checkpoint: %w", errdefs.ErrNotImplemented)
+	}
+	annotations, err := readAnnotations(r.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	var mounts []mount.Mount
+	pmounts := make([]process.Mount, 0, len(r.Rootfs))
+	for _, m := range r.Rootfs {
+		mounts = append(mounts, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+		pmounts = append(pmounts, process.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	rootfs := ""
+	if len(mounts) > 0 {
+		rootfs = filepath.Join(r.Bundle, "rootfs")
+		if err := os.Mkdir(rootfs, 0o711); err != nil && !os.IsExist(err) {
+			return nil, err
+		}
+		if err := mount.All(mounts, rootfs); err != nil {
+			return nil, fmt.Errorf("mount rootfs: %w", err)
+		}
+		defer func() {
+			if retErr != nil {
+				if err := mount.UnmountRecursive(rootfs, 0); err != nil {
+					log.G(ctx).WithError(err).Warn("unmount rootfs after failed create")
+				}
+			}
+		}()
+	}
+
+	p := process.New(r.ID, cfg.client(ns, r.Bundle), stdio.Stdio{
+		Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal,
+	})
+	p.Bundle = r.Bundle
+	p.Platform = platform
+	p.Rootfs = rootfs
+	p.WorkDir = filepath.Join(r.Bundle, "work")
+	if err := p.Create(ctx, &process.CreateConfig{
+		ID: r.ID, Bundle: r.Bundle, Runtime: cfg.Binary, Rootfs: pmounts,
+		Terminal: r.Terminal, Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr,
+		Options: r.Options,
+	}); err != nil {
+		return nil, err
+	}
+	return &container{
+		id:       r.ID,
+		bundle:   r.Bundle,
+		init:     p,
+		sub:      annotations[annoContainerType] == "container",
+		execs:    map[string]process.Process{},
+		reserved: map[string]struct{}{},
+	}, nil
+}
+
+// process returns the init ("") or an exec'd process.
+func (c *container) process(execID string) (process.Process, error) {
+	if execID == "" {
+		return c.init, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("process %s of container %s: %w", execID, c.id, errdefs.ErrNotFound)
+	}
+	return p, nil
+}
+
+// reserve claims execID for an Exec in progress.
+func (c *container) reserve(execID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.execs[execID]; ok {
+		return false
+	}
+	if _, ok := c.reserved[execID]; ok {
+		return false
+	}
+	c.reserved[execID] = struct{}{}
+	return true
+}
+
+// commit turns a reservation into a process; p nil releases it.
+func (c *container) commit(execID string, p process.Process) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.reserved, execID)
+	if p != nil {
+		c.execs[execID] = p
+	}
+}
+
+func (c *container) removeExec(execID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.execs, execID)
+}
+
+// execPid tells whether pid is one of c's exec'd processes, and which.
+func (c *container) execOfPid(pid int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, p := range c.execs {
+		if p.Pid() == pid {
+			return id
+		}
+	}
+	return ""
+}

@@ -1,0 +1,311 @@
+package runsc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/process"
+	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/runc"
+	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/errdefs"
+	gorunc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+
+	"github.com/palisade-runtime/palisade/policy"
+	"github.com/palisade-runtime/palisade/sandbox"
+)
+
+// Service is the runsc backend: the task API for the containers of one shim.
+type Service struct {
+	cfg      Config
+	env      sandbox.Env
+	platform stdio.Platform
+	exits    *exitTracker
+	events   chan any
+	// reaped receives every exit the shim reaps (runsc CLI calls included).
+	reaped chan gorunc.Exit
+
+	mu         sync.Mutex
+	containers map[string]*container // guarded by mu
+}
+
+var _ sandbox.Backend = (*Service)(nil)
+
+// New builds the runsc backend. The shim's process must already be a child
+// subreaper whose reaper feeds reaper.Default, and go-runc's Monitor must be
+// reaper.Default, so that runsc's sandbox processes, which runsc leaves to be
+// reparented to the shim, are reaped here.
+func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	platform, err := runc.NewPlatform()
+	if err != nil {
+		return nil, fmt.Errorf("console platform: %w", err)
+	}
+	s := &Service{
+		cfg:        cfg,
+		env:        env,
+		platform:   platform,
+		exits:      newExitTracker(),
+		events:     make(chan any, 128),
+		reaped:     reaper.Default.Subscribe(),
+		containers: map[string]*container{},
+	}
+	env.Shutdown.RegisterCallback(func(context.Context) error {
+		reaper.Default.Unsubscribe(s.reaped)
+		return platform.Close()
+	})
+	go s.processExits(ctx)
+	go s.forward(ctx)
+	return s, nil
+}
+
+// Support reports what runsc enforces. Seccomp runs inside gVisor's sentry
+// (--oci-seccomp is always passed); capabilities and no_new_privs are applied
+// by the sentry to the container's processes. AppArmor is decided by the shim
+// (it confines the host-side runsc processes), so it is not claimed here.
+func (s *Service) Support() policy.Support {
+	return policy.Support{
+		Backend:            "runsc",
+		SeccompEnforcer:    "gVisor sentry (runsc --oci-seccomp)",
+		CapabilityEnforcer: "gVisor sentry",
+		NoNewPrivsEnforcer: "gVisor sentry",
+	}
+}
+
+func (s *Service) container(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	return c, nil
+}
+
+func (s *Service) send(e any) {
+	select {
+	case s.events <- e:
+	case <-s.env.Shutdown.Done():
+	}
+}
+
+// forward publishes events in the order they were sent: containerd expects a
+// task's create, start, exit and delete in that order.
+func (s *Service) forward(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	publish := func(e any) {
+		if err := s.env.Publisher.Publish(ctx, runtime.GetTopic(e), e); err != nil {
+			log.G(ctx).WithError(err).Error("publish event")
+		}
+	}
+	for {
+		select {
+		case e := <-s.events:
+			publish(e)
+		case <-s.env.Shutdown.Done():
+			for {
+				select {
+				case e := <-s.events:
+					publish(e)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// Create runs `runsc create` for the bundle that the shim has already
+// enforced.
+func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
+	s.mu.Lock()
+	_, exists := s.containers[r.ID]
+	s.mu.Unlock()
+	if exists {
+		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
+	}
+	// The sandbox process can die right after create; open the window first.
+	w := s.exits.watch(nil, "")
+	c, err := newContainer(ctx, s.cfg, s.env.Namespace, s.platform, r)
+	if err != nil {
+		s.exits.abandon(w, nil, "")
+		return nil, err
+	}
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	s.send(&eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Pid:         uint32(c.init.Pid()),
+	})
+	if c.sub {
+		// The pid is the pod's sandbox; this container's end comes from runsc wait.
+		s.exits.abandon(w, nil, "")
+	} else if e, done := s.exits.started(w, c, "", c.init.Pid()); done {
+		s.handleExit(ctx, c, "", e)
+	}
+	return &taskAPI.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+// Start starts the container's init or a created exec.
+func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if r.ExecID == "" {
+		if err := c.init.Start(ctx); err != nil {
+			return nil, err
+		}
+		s.send(&eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(c.init.Pid())})
+		if c.sub {
+			go s.waitSubcontainer(ctx, c)
+		}
+		return &taskAPI.StartResponse{Pid: uint32(c.init.Pid())}, nil
+	}
+	p, err := c.process(r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if st, _ := c.init.Status(ctx); st != "running" {
+		return nil, fmt.Errorf("container %s init process is %s: %w", c.id, st, errdefs.ErrFailedPrecondition)
+	}
+	w := s.exits.watch(c, r.ExecID)
+	if err := p.Start(ctx); err != nil {
+		s.exits.abandon(w, c, r.ExecID)
+		return nil, err
+	}
+	s.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: r.ExecID, Pid: uint32(p.Pid())})
+	if e, done := s.exits.started(w, c, r.ExecID, p.Pid()); done {
+		s.handleExit(ctx, c, r.ExecID, e)
+	}
+	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
+}
+
+// processExits hands every reaped exit to the processes waiting for its pid.
+func (s *Service) processExits(ctx context.Context) {
+	for e := range s.reaped {
+		for _, t := range s.exits.reaped(e) {
+			s.handleExit(ctx, t.c, t.execID, e)
+		}
+	}
+}
+
+// handleExit records an exit and publishes it; an init exit waits for the
+// exits of its container's execs.
+func (s *Service) handleExit(ctx context.Context, c *container, execID string, e gorunc.Exit) {
+	p, err := c.process(execID)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("exit of an unknown process")
+		return
+	}
+	publish := func() {
+		p.SetExited(e.Status)
+		if execID == "" {
+			e.Timestamp = p.ExitedAt()
+			if err := runc.WriteExitStatus(c.bundle, e); err != nil {
+				log.G(ctx).WithError(err).WithField("id", c.id).Warn("record exit status in bundle")
+			}
+		}
+		s.send(&eventstypes.TaskExit{
+			ContainerID: c.id,
+			ID:          p.ID(),
+			Pid:         uint32(e.Pid),
+			ExitStatus:  uint32(e.Status),
+			ExitedAt:    protobuf.ToTimestamp(p.ExitedAt()),
+		})
+	}
+	if execID != "" {
+		publish()
+		s.exits.execExited(c)
+		return
+	}
+	s.exits.initExited(c, publish)
+}
+
+// Delete removes the container (runsc delete) or an exec'd process.
+func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.process(r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Delete(ctx); err != nil {
+		return nil, err
+	}
+	if r.ExecID != "" {
+		c.removeExec(r.ExecID)
+	} else {
+		s.mu.Lock()
+		delete(s.containers, r.ID)
+		s.mu.Unlock()
+		s.exits.forget(c)
+		s.send(&eventstypes.TaskDelete{
+			ContainerID: c.id,
+			Pid:         uint32(p.Pid()),
+			ExitStatus:  uint32(p.ExitStatus()),
+			ExitedAt:    protobuf.ToTimestamp(p.ExitedAt()),
+		})
+	}
+	return &taskAPI.DeleteResponse{
+		Pid:        uint32(p.Pid()),
+		ExitStatus: uint32(p.ExitStatus()),
+		ExitedAt:   protobuf.ToTimestamp(p.ExitedAt()),
+	}, nil
+}
+
+// Exec creates (not starts) a process in the container.
+func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypbEmpty, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !c.reserve(r.ExecID) {
+		return nil, fmt.Errorf("exec %s: %w", r.ExecID, errdefs.ErrAlreadyExists)
+	}
+	p, err := c.init.Exec(ctx, c.bundle, &process.ExecConfig{
+		ID: r.ExecID, Terminal: r.Terminal, Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Spec: r.Spec,
+	})
+	c.commit(r.ExecID, p)
+	if err != nil {
+		return nil, err
+	}
+	s.send(&eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
+	return empty, nil
+}
+
+// Connect returns the shim's and the task's pid.
+func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	var pid int
+	if c, err := s.container(r.ID); err == nil {
+		pid = c.init.Pid()
+	}
+	return &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), TaskPid: uint32(pid)}, nil
+}
+
+// Shutdown lets the shim exit once it serves no container.
+func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypbEmpty, error) {
+	s.mu.Lock()
+	n := len(s.containers)
+	s.mu.Unlock()
+	if n == 0 {
+		s.env.Shutdown.Shutdown()
+	}
+	return empty, nil
+}

@@ -1,0 +1,118 @@
+package runsc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/runc"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	gorunc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/palisade-runtime/palisade/sandbox"
+)
+
+// sandboxGone is the status reported when a container's sandbox died without
+// telling how its container ended: the sandbox was killed, so say SIGKILL.
+const sandboxGone = 128 + int(unix.SIGKILL)
+
+// waitSubcontainer waits for a container that shares a pod's sandbox. Its
+// pid is the sandbox's, which lives on, so the reaper cannot tell.
+func (s *Service) waitSubcontainer(ctx context.Context, c *container) {
+	ctx = context.WithoutCancel(ctx)
+	status, err := runscWait(ctx, c.init.Runtime(), c.id)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("runsc wait failed; reporting the container as killed")
+		status = sandboxGone
+	}
+	s.handleExit(ctx, c, "", gorunc.Exit{Pid: c.init.Pid(), Status: status, Timestamp: time.Now()})
+}
+
+// runscWait runs `runsc wait id`. It goes through go-runc's Monitor (the
+// shim's reaper) because the reaper, not exec.Cmd, collects the child.
+func runscWait(ctx context.Context, r *gorunc.Runc, id string) (int, error) {
+	args := []string{}
+	if r.Root != "" {
+		args = append(args, "--root", r.Root)
+	}
+	args = append(args, r.ExtraArgs...)
+	args = append(args, "wait", id)
+	cmd := exec.CommandContext(ctx, r.Command, args...)
+	out, err := outputMonitored(cmd)
+	if err != nil {
+		return 0, fmt.Errorf("runsc wait %s: %w: %s", id, err, out)
+	}
+	var res struct {
+		ExitStatus int `json:"exitStatus"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return 0, fmt.Errorf("decode runsc wait output %q: %w", out, err)
+	}
+	return res.ExitStatus, nil
+}
+
+func outputMonitored(cmd *exec.Cmd) ([]byte, error) {
+	var buf limitedBuffer
+	cmd.Stdout = &buf
+	cmd.Stderr = &buf
+	ec, err := gorunc.Monitor.Start(cmd)
+	if err != nil {
+		return nil, err
+	}
+	status, err := gorunc.Monitor.Wait(cmd, ec)
+	if err == nil && status != 0 {
+		err = fmt.Errorf("exit status %d", status)
+	}
+	return buf.Bytes(), err
+}
+
+// limitedBuffer keeps the first 64 KiB written to it: runsc's output is small,
+// and a runaway one must not grow the shim.
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 64<<10 - len(l.b); room > 0 {
+		l.b = append(l.b, p[:min(len(p), room)]...)
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) Bytes() []byte { return l.b }
+
+// Cleaner is the `shim delete` path for runsc: containerd calls it when the
+// shim died, to reclaim the container's sandbox, rootfs mount and state.
+type Cleaner struct{ Config Config }
+
+var _ sandbox.Cleaner = Cleaner{}
+
+// Cleanup force-deletes the container in runsc (killing its sandbox if it is
+// the pod's last), unmounts the rootfs and reports the recorded exit status.
+func (cl Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sandbox.StopStatus, error) {
+	cfg := cl.Config.WithDefaults()
+	r := cfg.client(namespace, bundle)
+	// The shim that would have reaped runsc is gone: this process is runsc's
+	// parent now, so the default exec.Cmd wait is right here.
+	r.PdeathSignal = 0
+	if err := r.Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+		log.G(ctx).WithError(err).WithField("id", id).Warn("runsc delete --force")
+	}
+	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
+		log.G(ctx).WithError(err).Warn("unmount rootfs")
+	}
+	if e, err := runc.ReadExitStatus(bundle); err == nil {
+		return sandbox.StopStatus{Pid: e.Pid, ExitStatus: e.Status}, nil
+	}
+	pid, _ := gorunc.ReadPidFile(filepath.Join(bundle, "init.pid"))
+	return sandbox.StopStatus{Pid: pid, ExitStatus: sandboxGone}, nil
+}
+
+func isNotExist(err error) bool {
+	return errdefs.IsNotFound(err) || strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not found")
+}

@@ -1,0 +1,105 @@
+package shim
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestRepoConfigParses(t *testing.T) {
+	c, err := LoadConfig("../config.toml")
+	if err != nil {
+		t.Fatalf("the documented config.toml must parse: %v", err)
+	}
+	name, h, err := c.Handler("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "gvisor" || h.Backend != BackendRunsc {
+		t.Fatalf("default handler = %q (%s), want gvisor on runsc", name, h.Backend)
+	}
+	if _, h, err := c.Handler("gvisor-strict"); err != nil || h.Policy.OverCeiling != "refuse" {
+		t.Fatalf("gvisor-strict: %v, over_ceiling %q", err, h.Policy.OverCeiling)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, toml, want string
+	}{
+		{"unknown top key", "defualt_handler = \"x\"\n[handlers.a]\nbackend = \"runsc\"\n", "defualt_handler"},
+		{"unknown handler key", "[handlers.a]\nbackend = \"runsc\"\nbakend = \"x\"\n", "handlers.a.bakend"},
+		{"unknown runsc key", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc]\nplatfrom = \"kvm\"\n", "handlers.a.runsc.platfrom"},
+		{"missing backend", "[handlers.a]\nlog_level = \"info\"\n", "handlers.a.backend"},
+		{"unknown backend", "[handlers.a]\nbackend = \"lxc\"\n", `unknown backend "lxc"`},
+		{"bad platform", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc]\nplatform = \"vm\"\n", "handlers.a.runsc.platform"},
+		{"managed flag", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc.flags]\noci-seccomp = \"false\"\n", "handlers.a.runsc.flags.oci-seccomp"},
+		{"flag with dashes", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc.flags]\n\"--debug\" = \"true\"\n", "handlers.a.runsc.flags.--debug"},
+		{"relative root", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc]\nroot = \"run/x\"\n", "handlers.a.runsc.root"},
+		{"bad log level", "[handlers.a]\nbackend = \"runsc\"\nlog_level = \"loud\"\n", "handlers.a.log_level"},
+		{"default names nothing", "default_handler = \"b\"\n[handlers.a]\nbackend = \"runsc\"\n", "default_handler"},
+		{"no handlers", "default_handler = \"\"\n", "no handler defined"},
+		{"wrong type", "[handlers.a]\nbackend = 3\n", "line 2"},
+		{"unknown policy key", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.policy]\nsecomp = \"none\"\n", "handlers.a.policy.secomp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.toml))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.toml)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestHandlerSelection(t *testing.T) {
+	c, err := ParseConfig([]byte("[handlers.a]\nbackend = \"runsc\"\n[handlers.b]\nbackend = \"runsc\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Handler(""); err == nil {
+		t.Fatal("two handlers and no default: an empty name must not pick one at random")
+	}
+	if n, _, err := c.Handler("b"); err != nil || n != "b" {
+		t.Fatalf("Handler(b) = %q, %v", n, err)
+	}
+	if _, _, err := c.Handler("c"); err == nil || !strings.Contains(err.Error(), `"c"`) {
+		t.Fatalf("unknown handler: %v", err)
+	}
+	single, err := ParseConfig([]byte("[handlers.only]\nbackend = \"runsc\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := single.Handler(""); err != nil || n != "only" {
+		t.Fatalf("a single handler serves by default: %q, %v", n, err)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	if data, err := os.ReadFile("../config.toml"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc.flags]\nx = \"1\"\n"))
+	f.Add([]byte("default_handler = \"a\"\n[handlers.a]\nbackend = \"runsc\"\n[handlers.a.policy]\nseccomp = \"none\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data)
+		if err != nil {
+			if c != nil {
+				t.Fatal("a config returned with an error")
+			}
+			return
+		}
+		// Whatever parses must be usable: every handler valid, and the
+		// default (if any) resolvable.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("parsed config fails validation: %v", err)
+		}
+		for name := range c.Handlers {
+			if _, h, err := c.Handler(name); err != nil || h.Backend == "" {
+				t.Fatalf("handler %q unusable: %v", name, err)
+			}
+		}
+	})
+}

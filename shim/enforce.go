@@ -1,0 +1,138 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/palisade-runtime/palisade/policy"
+)
+
+// Files Palisade writes into a bundle.
+const (
+	// DecisionFile is the decision record of the container.
+	DecisionFile = "palisade-decision.json"
+	// handlerFile lets `shim delete` find the backend after a crash.
+	handlerFile = "palisade-handler.json"
+)
+
+// enforceBundle applies the floor to the bundle's config.json, rewrites it,
+// and writes the decision record next to it.
+func enforceBundle(ctx context.Context, st *handlerState, id, bundle string) (*policy.Decision, error) {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read OCI spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, invalid(fmt.Errorf("decode %s: %w", path, err))
+	}
+	d, err := policy.Enforce(&spec, st.floor, st.support)
+	if err != nil {
+		return nil, policyError(err)
+	}
+	d.Handler = st.name
+	out, err := json.Marshal(&spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, out, 0o600); err != nil {
+		return nil, fmt.Errorf("write enforced OCI spec: %w", err)
+	}
+	record, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, DecisionFile), record, 0o644); err != nil {
+		return nil, fmt.Errorf("write decision record: %w", err)
+	}
+	log.G(ctx).WithFields(log.Fields{"id": id, "handler": st.name, "backend": d.Backend}).
+		WithField("decision", string(compact(record))).Info("security floor enforced")
+	return d, nil
+}
+
+// enforceExec applies the floor to an exec's process spec.
+func enforceExec(ctx context.Context, st *handlerState, id, execID string, raw []byte) ([]byte, error) {
+	var p specs.Process
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, invalid(fmt.Errorf("decode exec process spec: %w", err))
+	}
+	d, err := policy.EnforceProcess(&p, st.floor, st.support)
+	if err != nil {
+		return nil, policyError(err)
+	}
+	d.Handler = st.name
+	log.G(ctx).WithFields(log.Fields{"id": id, "exec_id": execID, "handler": st.name}).
+		WithField("decision", d).Debug("security floor enforced on exec")
+	return json.Marshal(&p)
+}
+
+// policyError gives policy's sentinels their containerd meaning.
+func policyError(err error) error {
+	switch {
+	case errors.Is(err, policy.ErrInvalid):
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	case errors.Is(err, policy.ErrRefused):
+		return fmt.Errorf("%w: %w", errdefs.ErrPermissionDenied, err)
+	case errors.Is(err, policy.ErrNotEnforceable):
+		return fmt.Errorf("%w: %w", errdefs.ErrFailedPrecondition, err)
+	}
+	return err
+}
+
+func invalid(err error) error { return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err) }
+
+var errNoContainer = fmt.Errorf("no container created in this shim: %w", errdefs.ErrNotFound)
+
+func compact(b []byte) []byte {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return b
+	}
+	return buf.Bytes()
+}
+
+// writeFileAtomic replaces path so that a crash never leaves half a spec.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".palisade.tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// persistHandler records the handler in the bundle for `shim delete`.
+func persistHandler(bundle string, st *handlerState) error {
+	data, err := json.Marshal(struct {
+		Name    string  `json:"name"`
+		Handler Handler `json:"handler"`
+	}{st.name, st.handler})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(bundle, handlerFile), data, 0o600)
+}
+
+func readPersistedHandler(bundle string) (string, Handler, error) {
+	var v struct {
+		Name    string  `json:"name"`
+		Handler Handler `json:"handler"`
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, handlerFile))
+	if err != nil {
+		return "", Handler{}, err
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return "", Handler{}, fmt.Errorf("decode %s: %w", handlerFile, err)
+	}
+	return v.Name, v.Handler, nil
+}
