@@ -27,7 +27,7 @@ const (
 type container struct {
 	id     string
 	bundle string
-	init   *process.Init
+	init   initProcess
 	// sub is true for a container that joins an existing pod sandbox. Its
 	// pid file names the sandbox process, which outlives it, so its exit comes
 	// from `runsc wait` instead of the reaper.
@@ -89,25 +89,37 @@ func newContainer(ctx context.Context, cfg Config, ns string, platform stdio.Pla
 		}()
 	}
 
-	p := process.New(r.ID, cfg.client(ns, r.Bundle), stdio.Stdio{
-		Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal,
-	})
-	p.Bundle = r.Bundle
-	p.Platform = platform
-	p.Rootfs = rootfs
-	p.WorkDir = filepath.Join(r.Bundle, "work")
-	if err := p.Create(ctx, &process.CreateConfig{
-		ID: r.ID, Bundle: r.Bundle, Runtime: cfg.Binary, Rootfs: pmounts,
-		Terminal: r.Terminal, Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr,
-		Options: r.Options,
-	}); err != nil {
-		return nil, err
+	sub := annotations[annoContainerType] == "container"
+	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	var p initProcess
+	if sub && !r.Terminal {
+		si := newSubInit(r.ID, r.Bundle, rootfs, cfg.client(ns, r.Bundle), sio, platform)
+		if err := si.create(ctx); err != nil {
+			return nil, err
+		}
+		p = si
+	} else {
+		// A sandbox's first container, or a terminal one (runsc sets up its
+		// console at create): runc's contract, containerd's process.Init.
+		pi := process.New(r.ID, cfg.client(ns, r.Bundle), sio)
+		pi.Bundle = r.Bundle
+		pi.Platform = platform
+		pi.Rootfs = rootfs
+		pi.WorkDir = filepath.Join(r.Bundle, "work")
+		if err := pi.Create(ctx, &process.CreateConfig{
+			ID: r.ID, Bundle: r.Bundle, Runtime: cfg.Binary, Rootfs: pmounts,
+			Terminal: r.Terminal, Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr,
+			Options: r.Options,
+		}); err != nil {
+			return nil, err
+		}
+		p = pi
 	}
 	return &container{
 		id:       r.ID,
 		bundle:   r.Bundle,
 		init:     p,
-		sub:      annotations[annoContainerType] == "container",
+		sub:      sub,
 		execs:    map[string]process.Process{},
 		reserved: map[string]struct{}{},
 	}, nil
@@ -155,16 +167,4 @@ func (c *container) removeExec(execID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.execs, execID)
-}
-
-// execPid tells whether pid is one of c's exec'd processes, and which.
-func (c *container) execOfPid(pid int) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id, p := range c.execs {
-		if p.Pid() == pid {
-			return id
-		}
-	}
-	return ""
 }
