@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -129,5 +130,36 @@ func TestUnknownCapabilityIsInvalid(t *testing.T) {
 	_, err := EnforceProcess(p, f, Support{})
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `process.capabilities.permitted[1]: unknown capability "CAP_TIME_TRAVEL"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A Floor is shared by every container of a handler: concurrent Enforce
+// calls must not write to it (go test -race checks), and must agree.
+func TestFloorConcurrentUse(t *testing.T) {
+	f, err := NewFloor(Config{Seccomp: SeccompRuntimeDefault, Capabilities: CapsConfig{Drop: []string{"NET_RAW"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Support{SeccompEnforcer: "x", CapabilityEnforcer: "x", KernelVersion: "6.1"}
+	req := containerdDefault(t)
+	results := make(chan string, 8)
+	for range 8 {
+		go func() {
+			caps := slices.Clone(defaultCaps)
+			spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}},
+				Linux: &specs.Linux{Seccomp: req}}
+			if _, err := Enforce(spec, f, s); err != nil {
+				results <- err.Error()
+				return
+			}
+			b, _ := json.Marshal(spec)
+			results <- string(b)
+		}()
+	}
+	first := <-results
+	for range 7 {
+		if got := <-results; got != first {
+			t.Fatalf("concurrent results differ:\n%s\n%s", first, got)
+		}
 	}
 }

@@ -168,6 +168,6 @@ func checkEnforced(t *testing.T, spec *specs.Spec, fl *Floor, req *specs.LinuxSe
 
 // buildUnconfined reports whether a (valid) request is treated as absent.
 func buildUnconfined(p *specs.LinuxSeccomp) bool {
-	m, err := buildModel(p, "")
+	m, err := buildModel(p, "", nil)
 	return err == nil && m.isUnconfined()
 }

@@ -46,7 +46,7 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 		if err := validateRequest(req); err != nil {
 			return nil, c, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		if rm, err = buildModel(req, "linux.seccomp."); err != nil {
+		if rm, err = buildModel(req, "linux.seccomp.", fm.index); err != nil {
 			return nil, c, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		c.Requested = "profile: " + rm.summary()
@@ -89,7 +89,7 @@ func validateRequest(req *specs.LinuxSeccomp) error {
 
 // summary is a one-line description of a request for the decision record.
 func (m *model) summary() string {
-	return summarize(m.def, len(m.calls), m.nrules, m.arches)
+	return summarize(m.def, m.named, m.nrules, m.arches)
 }
 
 // summary is a one-line description of the enforced profile.
@@ -130,14 +130,28 @@ func diffHead(req *model, out *merged) []string {
 // diffCall describes how syscall n changed from the request's rules rr
 // (default rd) to the output's (default od), if it did.
 func diffCall(n string, rr []rule, rd action, out []rule, od action) (string, bool) {
-	if allUnconditional(rr) && allUnconditional(out) && maxAct(rr, rd) == maxAct(out, od) {
-		return "", false // the common case, decided without building strings
+	if allUnconditional(rr) && allUnconditional(out) && maxAct(rr, rd) == maxAct(out, od) ||
+		rd == od && sameRules(rr, out) {
+		return "", false // the common cases, decided without building strings
 	}
 	a, b := describeCall(rr, rd), describeCall(out, od)
 	if a == b {
 		return "", false
 	}
 	return "linux.seccomp: " + n + ": " + a + " -> " + b, true
+}
+
+// sameRules reports whether a and b hold the same rules, in any order.
+func sameRules(a, b []rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.ContainsFunc(b, func(y rule) bool { return x.act == y.act && slices.Equal(x.c, y.c) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // describeCall describes what one syscall gets, e.g.

@@ -65,15 +65,19 @@ func compileFloor(t *template, native string, complain bool) (*compiledFloor, er
 				strict: actionRank(r.sc.Action) > def.rank()})
 			continue
 		}
-		m.add(r.sc.Names, rs)
+		for _, n := range r.sc.Names {
+			m.calls[n] = append(m.calls[n], rs...)
+		}
 	}
 	if complain {
 		m.def = toLog(def)
 	}
 	slices.Sort(m.names)
 	m.byName = make([][]rule, len(m.names))
+	m.index = make(map[string]int, len(m.names))
 	for i, n := range m.names {
 		m.byName[i] = m.calls[n]
+		m.index[n] = i
 	}
 	m.calls = nil
 	return c, nil

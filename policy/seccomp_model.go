@@ -178,21 +178,27 @@ type model struct {
 	flags    []specs.LinuxSeccompFlag
 	listener string
 	metadata string
-	calls    map[string][]rule // a request's rules by syscall name
-	// A compiled floor keeps its rules by sorted name instead: byName[i]
-	// holds the rules of names[i].
+	// A compiled floor keeps its rules by sorted name: byName[i] holds the
+	// rules of names[i]. A request read against a floor's index keeps the
+	// rules of the floor's names[i] in byName[i], and the rules of names the
+	// floor does not know in calls; read without an index, all in calls.
+	calls  map[string][]rule
 	names  []string
 	byName [][]rule
-	nrules int // (syscall, rule) pairs added through add, for the decision record
+	index  map[string]int // name → position in byName; nil: everything in calls
+	named  int            // distinct syscall names with rules
+	nrules int            // (syscall, rule) pairs, for the decision record
 }
 
 // unconfined is the model of an absent request: everything allowed.
 func unconfined() *model { return &model{def: action{kind: specs.ActAllow}} }
 
-// buildModel turns a validated OCI profile into a model. It fails only on
-// a rule whose repeated comparisons of one argument are too many to AND
-// exactly (see maxReadPieces); path prefixes the rule's JSON path.
-func buildModel(p *specs.LinuxSeccomp, path string) (*model, error) {
+// buildModel turns a validated OCI profile into a model, its rules indexed
+// by index (a compiled floor's, so that the merge looks nothing up; may be
+// nil). It fails only on a rule whose repeated comparisons of one argument
+// are too many to AND exactly (see maxReadPieces); path prefixes the
+// rule's JSON path.
+func buildModel(p *specs.LinuxSeccomp, path string, index map[string]int) (*model, error) {
 	m := &model{
 		def:      newAction(p.DefaultAction, p.DefaultErrnoRet),
 		arches:   p.Architectures,
@@ -200,11 +206,15 @@ func buildModel(p *specs.LinuxSeccomp, path string) (*model, error) {
 		listener: p.ListenerPath,
 		metadata: p.ListenerMetadata,
 	}
-	n := 0
-	for i := range p.Syscalls {
-		n += len(p.Syscalls[i].Names)
+	if index != nil {
+		m.index, m.byName = index, make([][]rule, len(index))
+	} else {
+		n := 0
+		for i := range p.Syscalls {
+			n += len(p.Syscalls[i].Names)
+		}
+		m.calls = make(map[string][]rule, n)
 	}
-	m.calls = make(map[string][]rule, n)
 	for i := range p.Syscalls {
 		sc := &p.Syscalls[i]
 		rs, err := readRules(sc, m.def)
@@ -226,9 +236,22 @@ func (m *model) add(names []string, rs []rule) {
 	rs = slices.Clip(rs)
 	m.nrules += len(rs) * len(names) // per syscall, as merged.rules counts
 	for _, n := range names {
+		if i, ok := m.index[n]; ok {
+			if m.byName[i] == nil {
+				m.named++
+				m.byName[i] = rs // shared; clipped, so a later append copies
+			} else {
+				m.byName[i] = append(m.byName[i], rs...)
+			}
+			continue
+		}
+		if m.calls == nil {
+			m.calls = map[string][]rule{}
+		}
 		if cur, ok := m.calls[n]; ok {
 			m.calls[n] = append(cur, rs...)
 		} else {
+			m.named++
 			m.calls[n] = rs
 		}
 	}

@@ -22,6 +22,7 @@ type merged struct {
 	calls   []mergedCall // the syscalls that have output rules
 	approx  []string     // names made stricter than wanted (see maxPieces)
 	rules   int          // number of output rules
+	crules  int          // number of output rules with conditions
 	diff    bool         // record per-syscall changes in changed
 	changed []string
 }
@@ -40,7 +41,7 @@ type namedRules struct {
 // mergeModels returns the profile that allows a call only when both the
 // floor and the request r allow it. The floor is f (names sorted, rules in
 // byName) plus the gated rules fx (sorted by name, names among f.names)
-// that apply to this container.
+// that apply to this container; r must be read against f.index.
 //
 // With diff set, the per-syscall changes from the request are recorded.
 func mergeModels(f *model, fx []namedRules, r *model, diff bool) (*merged, error) {
@@ -59,26 +60,27 @@ func mergeModels(f *model, fx []namedRules, r *model, diff bool) (*merged, error
 	m.head.arches = arches
 	m.head.flags = mergeFlags(f.flags, r.flags)
 	m.calls = make([]mergedCall, 0, len(f.names))
-	hits := 0
 	for i, n := range f.names {
 		fr := f.byName[i]
 		if len(fx) > 0 && fx[0].name == n {
 			fr = append(slices.Clip(fr), fx[0].rules...)
 			fx = fx[1:]
 		}
-		rr, ok := r.calls[n]
-		if ok {
-			hits++
+		var rr []rule
+		if r.byName != nil { // read against f.index: the same positions
+			rr = r.byName[i]
 		}
 		m.add(n, fr, f.def, rr, r.def)
 	}
-	// Names only the request has are rare: look for them only when the
-	// floor's names did not account for every request name.
-	if hits < len(r.calls) {
-		for n, rr := range r.calls {
-			if _, found := slices.BinarySearch(f.names, n); !found {
-				m.add(n, nil, f.def, rr, r.def)
-			}
+	// Names the floor does not know are rare, and merged in name order.
+	if len(r.calls) > 0 {
+		extra := make([]string, 0, len(r.calls))
+		for n := range r.calls {
+			extra = append(extra, n)
+		}
+		slices.Sort(extra)
+		for _, n := range extra {
+			m.add(n, nil, f.def, r.calls[n], r.def)
 		}
 		slices.SortFunc(m.calls, func(a, b mergedCall) int { return strings.Compare(a.name, b.name) })
 		slices.Sort(m.approx)
@@ -94,6 +96,11 @@ func (m *merged) add(n string, fr []rule, fd action, rr []rule, rd action) {
 	if len(out) > 0 {
 		m.calls = append(m.calls, mergedCall{name: n, out: out})
 		m.rules += len(out)
+		for _, r := range out {
+			if len(r.c) > 0 {
+				m.crules++
+			}
+		}
 	}
 	if m.diff {
 		if ch, ok := diffCall(n, rr, rd, out, m.head.def); ok {
@@ -160,10 +167,22 @@ func (m *model) isUnconfined() bool {
 		return false
 	}
 	for _, rs := range m.calls {
-		for _, r := range rs {
-			if r.act.kind != specs.ActAllow {
-				return false
-			}
+		if !allAllow(rs) {
+			return false
+		}
+	}
+	for _, rs := range m.byName {
+		if !allAllow(rs) {
+			return false
+		}
+	}
+	return true
+}
+
+func allAllow(rs []rule) bool {
+	for _, r := range rs {
+		if r.act.kind != specs.ActAllow {
+			return false
 		}
 	}
 	return true
@@ -182,10 +201,13 @@ func (m *merged) oci() *specs.LinuxSeccomp {
 		act action
 		c   cond
 		n   int // names in the group, to size sc.Names once
-		sc  *specs.LinuxSyscall
+		sc  specs.LinuxSyscall
 	}
 	var uncond []*group // at most one per action: a linear scan beats a map
-	conds := map[key]*group{}
+	conds := make(map[key]*group, m.crules)
+	// Groups live in one array: there are at most one per conditional rule
+	// and one per action (9), so it never grows and the pointers stay valid.
+	pool := make([]group, 0, m.crules+9)
 	var all []*group
 	owner := make([]*group, 0, m.rules) // the group of each output rule, in order
 	for _, call := range m.calls {
@@ -204,9 +226,13 @@ func (m *merged) oci() *specs.LinuxSeccomp {
 				g = conds[k]
 			}
 			if g == nil {
-				g = &group{act: r.act, c: r.c, sc: &specs.LinuxSyscall{Action: r.act.kind, ErrnoRet: retPtr(r.act)}}
-				for _, c := range r.c {
-					g.sc.Args = append(g.sc.Args, c.ociArg())
+				pool = append(pool, group{act: r.act, c: r.c, sc: specs.LinuxSyscall{Action: r.act.kind, ErrnoRet: retPtr(r.act)}})
+				g = &pool[len(pool)-1]
+				if len(r.c) > 0 {
+					g.sc.Args = make([]specs.LinuxSeccompArg, len(r.c))
+					for i, c := range r.c {
+						g.sc.Args[i] = c.ociArg()
+					}
 				}
 				if len(r.c) == 0 {
 					uncond = append(uncond, g)
@@ -255,7 +281,7 @@ func (m *merged) oci() *specs.LinuxSeccomp {
 		Syscalls:         make([]specs.LinuxSyscall, 0, len(all)),
 	}
 	for _, g := range all {
-		out.Syscalls = append(out.Syscalls, *g.sc)
+		out.Syscalls = append(out.Syscalls, g.sc)
 	}
 	return out
 }

@@ -249,4 +249,3 @@ func (p *subInit) Exec(ctx context.Context, path string, r *process.ExecConfig) 
 	}
 	return p.parent.Exec(ctx, path, r)
 }
-
