@@ -73,9 +73,14 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 // (--oci-seccomp is always passed); capabilities and no_new_privs are applied
 // by the sentry to the container's processes. AppArmor is decided by the shim
 // (it confines the host-side runsc processes), so it is not claimed here.
+//
+// KernelVersion is the Linux version gVisor's sentry reports (4.4): the
+// runtime-default profile's kernel-gated rules are about the kernel that
+// runs the filter, and under runsc that is the sentry, not the host.
 func (s *Service) Support() policy.Support {
 	return policy.Support{
 		Backend:            "runsc",
+		KernelVersion:      "4.4",
 		SeccompEnforcer:    "gVisor sentry (runsc --oci-seccomp)",
 		CapabilityEnforcer: "gVisor sentry",
 		NoNewPrivsEnforcer: "gVisor sentry",

@@ -1,11 +1,40 @@
 package shim
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/palisade-runtime/palisade/policy"
 )
+
+// hostSupport completes a backend's Support with what only the host can tell:
+// whether AppArmor can confine the backend's host processes, and the kernel
+// version that gates some runtime-default seccomp rules (when the backend
+// has not named the kernel that enforces seccomp itself).
+func hostSupport(s *policy.Support) {
+	hostAppArmor(s)
+	if s.KernelVersion == "" {
+		s.KernelVersion = hostKernelVersion()
+	}
+}
+
+// hostKernelVersion is "major.minor" of the running kernel, or "" when uname
+// says something unexpected (policy then keeps kernel-gated rules only where
+// they deny).
+func hostKernelVersion() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d", major, minor)
+}
 
 // appArmorEnabledPath is where the kernel says whether AppArmor is on.
 const appArmorEnabledPath = "/sys/module/apparmor/parameters/enabled"
