@@ -2,6 +2,7 @@ package runsc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/process"
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/runc"
 	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/oom"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/containerd/v2/pkg/sys/reaper"
@@ -29,6 +31,7 @@ type Service struct {
 	platform stdio.Platform
 	exits    *exitTracker
 	events   chan any
+	oom      oom.Watcher
 	// reaped receives every exit the shim reaps (runsc CLI calls included).
 	reaped chan gorunc.Exit
 
@@ -60,9 +63,13 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 		reaped:     reaper.Default.Subscribe(),
 		containers: map[string]*container{},
 	}
+	if s.oom, err = newOOMWatcher(ctx, env.Publisher); err != nil {
+		platform.Close()
+		return nil, err
+	}
 	env.Shutdown.RegisterCallback(func(context.Context) error {
 		reaper.Default.Unsubscribe(s.reaped)
-		return platform.Close()
+		return errors.Join(s.oom.Close(), platform.Close())
 	})
 	go s.processExits(ctx)
 	go s.forward(ctx)
@@ -159,8 +166,14 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	if c.sub {
 		// The pid is the pod's sandbox; this container's end comes from runsc wait.
 		s.exits.abandon(w, nil, "")
-	} else if e, done := s.exits.started(w, c, "", c.init.Pid()); done {
-		s.handleExit(ctx, c, "", e)
+	} else {
+		// Watch before start, so an OOM right at start is not missed.
+		if err := watchSandboxOOM(s.oom, c.id, c.init.Pid()); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("OOM events will not be reported")
+		}
+		if e, done := s.exits.started(w, c, "", c.init.Pid()); done {
+			s.handleExit(ctx, c, "", e)
+		}
 	}
 	return &taskAPI.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
 }
