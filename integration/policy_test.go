@@ -174,3 +174,43 @@ func TestPolicyStricterRequestKept(t *testing.T) {
 		t.Errorf("the request's allow-all default let syslog past the floor: %q", res.Stdout)
 	}
 }
+
+// TestPolicyAppArmorFailsClosedWithoutKernelSupport: this kernel has no
+// AppArmor (machine notes). A handler that requires a profile must refuse to
+// start the container, naming the host check; one whose profile is optional
+// runs it and records why it was not enforced. Enforcement itself needs a
+// kernel with AppArmor (the Debian-kernel VM test).
+func TestPolicyAppArmorFailsClosedWithoutKernelSupport(t *testing.T) {
+	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
+		t.Skip("this kernel has AppArmor; the fail-closed path is for kernels without it")
+	}
+	required := palisadeRunsc("aa-required", floorFor("aa-required")+`
+[handlers.aa-required.policy.apparmor]
+profile = "palisade-runsc"
+required = true`)
+	env := startContainerdFor(t, required, containerdOpts{})
+	res := env.runRm(t, required, busyboxRootfs(t), "aa-req", "/bin/true")
+	if res.ExitCode == 0 {
+		t.Fatalf("a required AppArmor profile on a kernel without AppArmor must fail closed: %v", res)
+	}
+	for _, want := range []string{"apparmor", "/sys/module/apparmor/parameters/enabled"} {
+		if !strings.Contains(strings.ToLower(res.Stderr), strings.ToLower(want)) {
+			t.Errorf("the error ctr shows should name %q: %v", want, res)
+		}
+	}
+	env.ctr(t, "container", "rm", "aa-req")
+
+	optional := palisadeRunsc("aa-optional", floorFor("aa-optional")+`
+[handlers.aa-optional.policy.apparmor]
+profile = "palisade-runsc"
+required = false`)
+	tk := env.runDetached(t, optional, busyboxRootfs(t), "aa-opt", "/bin/sleep", "600")
+	tk.waitStatus(t, "RUNNING", 20*time.Second)
+	record := decisionRecord(t, env, "aa-opt")
+	if !strings.Contains(record, `"not_enforced"`) || !strings.Contains(record, "/sys/module/apparmor/parameters/enabled") {
+		t.Errorf("the decision record must say AppArmor was not enforced and why:\n%s", record)
+	}
+	tk.kill(t, "SIGKILL", false)
+	tk.waitStatus(t, "STOPPED", 20*time.Second)
+	tk.delete(t)
+}

@@ -46,6 +46,11 @@ type Env struct {
 	// TTRPCAddress and GRPCAddress reach containerd (a delegate passes them on).
 	TTRPCAddress string
 	GRPCAddress  string
+	// HostProfile is the AppArmor profile, loaded and enforceable on this
+	// host, that the backend must confine its host-side processes with
+	// (sandbox/apparmor). Empty: none. A backend that cannot confine must
+	// not claim AppArmorEnforcer in its Support.
+	HostProfile string
 }
 
 // StopStatus is the result of the `shim delete` cleanup path, run when

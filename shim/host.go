@@ -1,24 +1,46 @@
 package shim
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/palisade-runtime/palisade/policy"
+	"github.com/palisade-runtime/palisade/sandbox/apparmor"
 )
 
 // hostSupport completes a backend's Support with what only the host can tell:
-// whether AppArmor can confine the backend's host processes, and the kernel
-// version that gates some runtime-default seccomp rules (when the backend
-// has not named the kernel that enforces seccomp itself).
-func hostSupport(s *policy.Support) {
-	hostAppArmor(s)
+// why AppArmor is not enforced (when the backend does not confine), and the
+// kernel version that gates some runtime-default seccomp rules (when the
+// backend has not named the kernel that enforces seccomp itself).
+func hostSupport(s *policy.Support, appArmorMissing string) {
+	if s.AppArmorEnforcer == "" {
+		s.AppArmorMissing = appArmorMissing
+		if s.AppArmorMissing == "" {
+			s.AppArmorMissing = "the " + s.Backend + " backend does not confine its host processes"
+		}
+	}
 	if s.KernelVersion == "" {
 		s.KernelVersion = hostKernelVersion()
 	}
+}
+
+// hostProfile decides the AppArmor profile for the backend's host processes:
+// the handler's, when this host can enforce it (loading it from its file if
+// the kernel lacks it). Otherwise it says why not, naming the check; policy
+// then fails closed or records it, as the handler asks.
+func hostProfile(ctx context.Context, cfg policy.AppArmorConfig, host apparmor.Host) (profile, missing string) {
+	if cfg.Profile == "" {
+		return "", "the handler names no AppArmor profile"
+	}
+	if ok, why := host.Enabled(); !ok {
+		return "", why
+	}
+	if err := host.Ensure(ctx, cfg.Profile, cfg.File); err != nil {
+		return "", err.Error()
+	}
+	return cfg.Profile, ""
 }
 
 // hostKernelVersion is "major.minor" of the running kernel, or "" when uname
@@ -34,25 +56,4 @@ func hostKernelVersion() string {
 		return ""
 	}
 	return fmt.Sprintf("%d.%d", major, minor)
-}
-
-// appArmorEnabledPath is where the kernel says whether AppArmor is on.
-const appArmorEnabledPath = "/sys/module/apparmor/parameters/enabled"
-
-// hostAppArmor fills in what the host can do with AppArmor. Palisade does not
-// yet move the backend's host processes into a profile (the exec transition
-// lands with the AppArmor work), so even a host with AppArmor reports it as
-// not enforceable; a handler that requires it fails closed instead of
-// running unconfined.
-func hostAppArmor(s *policy.Support) {
-	data, err := os.ReadFile(appArmorEnabledPath)
-	switch {
-	case err != nil:
-		s.AppArmorMissing = "AppArmor is not enabled in this kernel (" + appArmorEnabledPath + " is missing)"
-	case strings.TrimSpace(string(data)) != "Y":
-		s.AppArmorMissing = "AppArmor is disabled (" + appArmorEnabledPath + " is not Y)"
-	default:
-		s.AppArmorMissing = "Palisade does not yet attach AppArmor profiles to the " + s.Backend + " host processes"
-	}
-	s.AppArmorEnforcer = ""
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/palisade-runtime/palisade/policy"
 	"github.com/palisade-runtime/palisade/sandbox"
+	"github.com/palisade-runtime/palisade/sandbox/apparmor"
 )
 
 // service is Palisade's task service: it picks the handler at the first
@@ -89,13 +90,16 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 	if err != nil {
 		return nil, invalid(fmt.Errorf("handlers.%s.%w", name, err))
 	}
-	b, err := newBackend(ctx, h, s.env)
+	env := s.env
+	profile, missing := hostProfile(ctx, h.Policy.AppArmor, apparmor.DefaultHost())
+	env.HostProfile = profile
+	b, err := newBackend(ctx, h, env)
 	if err != nil {
 		return nil, fmt.Errorf("handler %s: %w", name, err)
 	}
 	st := &handlerState{name: name, handler: h, backend: b, floor: floor}
 	st.support = b.Support()
-	hostSupport(&st.support)
+	hostSupport(&st.support, missing)
 	s.active = st
 	log.G(ctx).WithFields(log.Fields{"handler": name, "backend": h.Backend, "config": sel.ConfigPath}).Info("handler active")
 	return st, nil

@@ -7,10 +7,14 @@ import (
 
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 
+	"github.com/palisade-runtime/palisade/sandbox/apparmor"
 	"github.com/palisade-runtime/palisade/shim"
 )
 
 func main() {
+	// When a backend runs its runtime through this binary to confine it with
+	// AppArmor, this execs the runtime and does not return.
+	apparmor.Trampoline()
 	shim.Register()
 	cshim.RunShim(context.Background(), shim.NewManager(shim.RuntimeName))
 }

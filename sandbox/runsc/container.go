@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
+	gorunc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 )
 
@@ -57,7 +58,9 @@ func readAnnotations(bundle string) (map[string]string, error) {
 }
 
 // newContainer mounts the rootfs and runs `runsc create`.
-func newContainer(ctx context.Context, cfg Config, ns string, platform stdio.Platform, r *taskAPI.CreateTaskRequest) (_ *container, retErr error) {
+// rc is the go-runc client for the bundle; confined is the environment that
+// puts runsc invocations outside go-runc under the handler's AppArmor profile.
+func newContainer(ctx context.Context, rc *gorunc.Runc, platform stdio.Platform, r *taskAPI.CreateTaskRequest, confined []string) (_ *container, retErr error) {
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restore from checkpoint: %w", errdefs.ErrNotImplemented)
 	}
@@ -93,7 +96,7 @@ func newContainer(ctx context.Context, cfg Config, ns string, platform stdio.Pla
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	var p initProcess
 	if sub && !r.Terminal {
-		si := newSubInit(r.ID, r.Bundle, rootfs, cfg.client(ns, r.Bundle), sio, platform)
+		si := newSubInit(r.ID, r.Bundle, rootfs, rc, sio, platform, confined)
 		if err := si.create(ctx); err != nil {
 			return nil, err
 		}
@@ -101,13 +104,13 @@ func newContainer(ctx context.Context, cfg Config, ns string, platform stdio.Pla
 	} else {
 		// A sandbox's first container, or a terminal one (runsc sets up its
 		// console at create): runc's contract, containerd's process.Init.
-		pi := process.New(r.ID, cfg.client(ns, r.Bundle), sio)
+		pi := process.New(r.ID, rc, sio)
 		pi.Bundle = r.Bundle
 		pi.Platform = platform
 		pi.Rootfs = rootfs
 		pi.WorkDir = filepath.Join(r.Bundle, "work")
 		if err := pi.Create(ctx, &process.CreateConfig{
-			ID: r.ID, Bundle: r.Bundle, Runtime: cfg.Binary, Rootfs: pmounts,
+			ID: r.ID, Bundle: r.Bundle, Runtime: rc.Command, Rootfs: pmounts,
 			Terminal: r.Terminal, Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr,
 			Options: r.Options,
 		}); err != nil {

@@ -58,6 +58,7 @@ func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 // Pids lists the container's processes as gVisor's kernel numbers them
 // (runsc ps): they live in the sandbox, not in the host's pid namespace.
 func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -75,6 +76,7 @@ func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 
 // Pause freezes every process of the container in the sentry.
 func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypbEmpty, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -88,6 +90,7 @@ func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypbE
 
 // Resume thaws a paused container.
 func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypbEmpty, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -108,6 +111,7 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 
 // Kill signals the init (runsc kill, --all when asked) or an exec'd process.
 func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypbEmpty, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -182,6 +186,7 @@ func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 
 // Update changes the container's resources (runsc update).
 func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypbEmpty, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err

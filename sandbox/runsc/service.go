@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"sync"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -22,12 +23,17 @@ import (
 
 	"github.com/palisade-runtime/palisade/policy"
 	"github.com/palisade-runtime/palisade/sandbox"
+	"github.com/palisade-runtime/palisade/sandbox/apparmor"
 )
 
 // Service is the runsc backend: the task API for the containers of one shim.
 type Service struct {
-	cfg      Config
-	env      sandbox.Env
+	cfg Config
+	env sandbox.Env
+	// command is what go-runc runs: runsc itself, or Palisade's binary as
+	// the AppArmor trampoline in front of it (confined).
+	command  string
+	confined []string // extra environment of every runsc invocation
 	platform stdio.Platform
 	exits    *exitTracker
 	events   chan any
@@ -57,11 +63,18 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 	s := &Service{
 		cfg:        cfg,
 		env:        env,
+		command:    cfg.Binary,
 		platform:   platform,
 		exits:      newExitTracker(),
 		events:     make(chan any, 128),
 		reaped:     reaper.Default.Subscribe(),
 		containers: map[string]*container{},
+	}
+	if env.HostProfile != "" {
+		if err := s.confine(env.HostProfile); err != nil {
+			platform.Close()
+			return nil, err
+		}
 	}
 	if s.oom, err = newOOMWatcher(ctx, env.Publisher); err != nil {
 		platform.Close()
@@ -85,13 +98,50 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 // runtime-default profile's kernel-gated rules are about the kernel that
 // runs the filter, and under runsc that is the sentry, not the host.
 func (s *Service) Support() policy.Support {
-	return policy.Support{
+	profile := ""
+	if len(s.confined) > 0 {
+		profile = s.env.HostProfile
+	}
+	return Support(profile)
+}
+
+// Support is what the runsc backend enforces when it confines its host
+// processes with hostProfile ("" when it does not).
+func Support(hostProfile string) policy.Support {
+	sup := policy.Support{
 		Backend:            "runsc",
 		KernelVersion:      "4.4",
 		SeccompEnforcer:    "gVisor sentry (runsc --oci-seccomp)",
 		CapabilityEnforcer: "gVisor sentry",
 		NoNewPrivsEnforcer: "gVisor sentry",
 	}
+	if hostProfile != "" {
+		sup.AppArmorEnforcer = "host AppArmor profile " + hostProfile + " on runsc, its sandbox and gofer (exec transition)"
+	}
+	return sup
+}
+
+// confine runs every runsc invocation through Palisade's own binary, which
+// moves into the AppArmor profile before it executes runsc (see
+// sandbox/apparmor). runsc's sandbox and gofer inherit the profile.
+func (s *Service) confine(profile string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("AppArmor trampoline: %w", err)
+	}
+	target, err := exec.LookPath(s.cfg.Binary)
+	if err != nil {
+		return fmt.Errorf("runsc binary: %w", err)
+	}
+	s.cfg.Binary = target
+	s.command = self
+	s.confined = []string{apparmor.EnvProfile + "=" + profile, apparmor.EnvTarget + "=" + target}
+	return nil
+}
+
+// rt is the context for runsc invocations: it carries the confinement.
+func (s *Service) rt(ctx context.Context) context.Context {
+	return gorunc.WithExtraEnv(ctx, s.confined...)
 }
 
 func (s *Service) container(id string) (*container, error) {
@@ -140,6 +190,7 @@ func (s *Service) forward(ctx context.Context) {
 // Create runs `runsc create` for the bundle that the shim has already
 // enforced.
 func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
+	ctx = s.rt(ctx)
 	s.mu.Lock()
 	_, exists := s.containers[r.ID]
 	s.mu.Unlock()
@@ -148,7 +199,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	// The sandbox process can die right after create; open the window first.
 	w := s.exits.watch(nil, "")
-	c, err := newContainer(ctx, s.cfg, s.env.Namespace, s.platform, r)
+	c, err := newContainer(ctx, s.client(r.Bundle), s.platform, r, s.confined)
 	if err != nil {
 		s.exits.abandon(w, nil, "")
 		return nil, err
@@ -180,6 +231,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 
 // Start starts the container's init or a created exec.
 func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -256,6 +308,7 @@ func (s *Service) handleExit(ctx context.Context, c *container, execID string, e
 
 // Delete removes the container (runsc delete) or an exec'd process.
 func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -290,6 +343,7 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 
 // Exec creates (not starts) a process in the container.
 func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypbEmpty, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -326,4 +380,11 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 		s.env.Shutdown.Shutdown()
 	}
 	return empty, nil
+}
+
+// client is the go-runc client for one container's bundle.
+func (s *Service) client(bundle string) *gorunc.Runc {
+	r := s.cfg.client(s.env.Namespace, bundle)
+	r.Command = s.command
+	return r
 }

@@ -15,6 +15,7 @@ import (
 // `ctr task metrics` decode. The host cgroup of the sandbox would mix the
 // containers of a pod together.
 func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	ctx = s.rt(ctx)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err

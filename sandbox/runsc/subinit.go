@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -52,7 +53,10 @@ type subInit struct {
 	// parent is a process.Init that is never created: containerd's exec
 	// process needs one for its runtime, platform and io settings.
 	parent *process.Init
-	done   chan struct{} // closed when exited
+	// env is added to `runsc start`, which starts the container's gofer and
+	// so must run confined like every other runsc invocation.
+	env  []string
+	done chan struct{} // closed when exited
 
 	mu      sync.Mutex
 	state   string    // created, running, paused, stopped, deleted; guarded by mu
@@ -63,11 +67,11 @@ type subInit struct {
 	logger  io.Closer // a binary:// logger, closed at Delete; guarded by mu
 }
 
-func newSubInit(id, bundle, rootfs string, r *gorunc.Runc, sio stdio.Stdio, platform stdio.Platform) *subInit {
+func newSubInit(id, bundle, rootfs string, r *gorunc.Runc, sio stdio.Stdio, platform stdio.Platform, env []string) *subInit {
 	parent := process.New(id, r, sio)
 	parent.Bundle = bundle
 	parent.Platform = platform
-	return &subInit{id: id, bundle: bundle, rootfs: rootfs, runtime: r, sio: sio, parent: parent,
+	return &subInit{id: id, bundle: bundle, rootfs: rootfs, runtime: r, sio: sio, parent: parent, env: env,
 		done: make(chan struct{}), state: "created"}
 }
 
@@ -156,6 +160,7 @@ func (p *subInit) Start(ctx context.Context) error {
 	defer sio.closeAfterStart()
 	args := append(append([]string{"--root", p.runtime.Root}, p.runtime.ExtraArgs...), "--log", p.runtime.Log, "--log-format", "json", "start", p.id)
 	cmd := exec.CommandContext(ctx, p.runtime.Command, args...)
+	cmd.Env = append(os.Environ(), p.env...)
 	sio.set(cmd)
 	var out limitedBuffer
 	if cmd.Stderr == nil {

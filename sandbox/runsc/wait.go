@@ -27,7 +27,7 @@ const sandboxGone = 128 + int(unix.SIGKILL)
 // pid is the sandbox's, which lives on, so the reaper cannot tell.
 func (s *Service) waitSubcontainer(ctx context.Context, c *container) {
 	ctx = context.WithoutCancel(ctx)
-	status, err := runscWait(ctx, c.init.Runtime(), c.id)
+	status, err := runscWait(ctx, s.client(c.bundle), s.cfg.Binary, c.id)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", c.id).Warn("runsc wait failed; reporting the container as killed")
 		status = sandboxGone
@@ -37,14 +37,16 @@ func (s *Service) waitSubcontainer(ctx context.Context, c *container) {
 
 // runscWait runs `runsc wait id`. It goes through go-runc's Monitor (the
 // shim's reaper) because the reaper, not exec.Cmd, collects the child.
-func runscWait(ctx context.Context, r *gorunc.Runc, id string) (int, error) {
+// binary is runsc itself: waiting starts no host process that would need
+// confinement.
+func runscWait(ctx context.Context, r *gorunc.Runc, binary, id string) (int, error) {
 	args := []string{}
 	if r.Root != "" {
 		args = append(args, "--root", r.Root)
 	}
 	args = append(args, r.ExtraArgs...)
 	args = append(args, "wait", id)
-	cmd := exec.CommandContext(ctx, r.Command, args...)
+	cmd := exec.CommandContext(ctx, binary, args...)
 	out, err := outputMonitored(cmd)
 	if err != nil {
 		return 0, fmt.Errorf("runsc wait %s: %w: %s", id, err, out)
