@@ -37,9 +37,13 @@ const (
 	DefaultNetwork  = "sandbox"
 )
 
-// managedFlags are set by Palisade: overriding them through Flags would let a
-// config silently drop the seccomp floor (oci-seccomp) or move state.
-var managedFlags = []string{"root", "log", "log-format", "oci-seccomp", "platform", "network"}
+// managedFlags are set by Palisade, or must stay off: overriding them through
+// Flags would let a config silently drop the seccomp floor (oci-seccomp) or
+// move state, and allow-flag-override would let any pod turn the floor off
+// with a dev.gvisor.flag.oci-seccomp=false annotation.
+func managedFlags() []string {
+	return []string{"root", "log", "log-format", "oci-seccomp", "platform", "network", "allow-flag-override"}
+}
 
 var flagName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
@@ -80,7 +84,7 @@ func (c Config) Validate() error {
 		if !flagName.MatchString(name) {
 			return fmt.Errorf("runsc.flags.%s: not a flag name (lower case, digits and dashes, no leading dash)", name)
 		}
-		if slices.Contains(managedFlags, name) {
+		if slices.Contains(managedFlags(), name) {
 			return fmt.Errorf("runsc.flags.%s: set by Palisade, cannot be overridden", name)
 		}
 	}

@@ -29,6 +29,7 @@ func TestValidateRejects(t *testing.T) {
 		{Config{Root: "relative"}, "runsc.root"},
 		{Config{Flags: map[string]string{"oci-seccomp": "false"}}, "runsc.flags.oci-seccomp"},
 		{Config{Flags: map[string]string{"root": "/x"}}, "runsc.flags.root"},
+		{Config{Flags: map[string]string{"allow-flag-override": "true"}}, "runsc.flags.allow-flag-override"},
 		{Config{Flags: map[string]string{"-x": "1"}}, "runsc.flags.-x"},
 		{Config{Flags: map[string]string{"a b": "1"}}, "runsc.flags.a b"},
 	} {
