@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/palisade-runtime/palisade/policy"
 	"github.com/palisade-runtime/palisade/sandbox/runsc"
+	"github.com/palisade-runtime/palisade/sandbox/shimv2"
 )
 
 // DefaultConfigPath is read when containerd's runtime options name no file.
@@ -28,18 +30,27 @@ type Config struct {
 
 // Handler is one [handlers.<name>] table.
 type Handler struct {
-	// Backend is the sandbox runtime: "runsc".
+	// Backend is the sandbox runtime: "runsc", "shim" (delegate to another
+	// shim v2) or "kata" (the delegate with Kata's defaults).
 	Backend string `toml:"backend"`
 	// LogLevel of the shim: debug, info, warn, error. Empty keeps containerd's.
 	LogLevel string `toml:"log_level"`
 	// Runsc configures the runsc backend.
 	Runsc runsc.Config `toml:"runsc"`
+	// Shim configures the delegate backends, shim and kata.
+	Shim shimv2.Config `toml:"shim"`
 	// Policy is the security floor every container of this handler gets.
 	Policy policy.Config `toml:"policy"`
+	// RuntimeClass feeds `palisadectl config runtimeclass`; the shim ignores it.
+	RuntimeClass RuntimeClass `toml:"runtimeclass"`
 }
 
 // Backends Palisade knows.
-const BackendRunsc = "runsc"
+const (
+	BackendRunsc = "runsc"
+	BackendShim  = shimv2.KindShim
+	BackendKata  = shimv2.KindKata
+)
 
 var logLevels = []string{"", "trace", "debug", "info", "warn", "error"}
 
@@ -116,10 +127,20 @@ func (h Handler) validate() error {
 		if err := h.Runsc.Validate(); err != nil {
 			return err
 		}
+		if h.Shim != (shimv2.Config{}) {
+			return errors.New("shim: only for backend = \"shim\" or \"kata\"")
+		}
+	case BackendShim, BackendKata:
+		if err := h.Shim.Validate(h.Backend); err != nil {
+			return err
+		}
+		if !reflect.ValueOf(h.Runsc).IsZero() {
+			return errors.New("runsc: only for backend = \"runsc\"")
+		}
 	case "":
-		return errors.New("backend: missing (want \"runsc\")")
+		return errors.New("backend: missing (want \"runsc\", \"shim\" or \"kata\")")
 	default:
-		return fmt.Errorf("backend: unknown backend %q (want \"runsc\")", h.Backend)
+		return fmt.Errorf("backend: unknown backend %q (want \"runsc\", \"shim\" or \"kata\")", h.Backend)
 	}
 	if !slices.Contains(logLevels, h.LogLevel) {
 		return fmt.Errorf("log_level: unknown level %q", h.LogLevel)
@@ -127,7 +148,7 @@ func (h Handler) validate() error {
 	if err := h.Policy.Validate(); err != nil {
 		return err
 	}
-	return nil
+	return h.RuntimeClass.validate()
 }
 
 // Handler returns the named handler, or the default one for "".

@@ -2,13 +2,21 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/palisade-runtime/palisade/policy"
 	"github.com/palisade-runtime/palisade/sandbox"
 	"github.com/palisade-runtime/palisade/sandbox/runsc"
+	"github.com/palisade-runtime/palisade/sandbox/shimv2"
 )
 
 // create selects the handler, enforces its floor on the bundle and creates
@@ -18,8 +26,15 @@ func (s *service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	if err != nil {
 		return nil, err
 	}
-	if _, err := enforceBundle(ctx, st, r.ID, r.Bundle); err != nil {
+	d, err := enforceBundle(ctx, st, r.ID, r.Bundle)
+	if err != nil {
 		return nil, err
+	}
+	if a, ok := st.backend.(decisionAmender); ok {
+		a.AmendDecision(d)
+		if err := rewriteDecision(r.Bundle, d); err != nil {
+			return nil, err
+		}
 	}
 	if err := persistHandler(r.Bundle, st); err != nil {
 		return nil, fmt.Errorf("record handler in bundle: %w", err)
@@ -49,8 +64,42 @@ func newBackend(ctx context.Context, h Handler, env sandbox.Env) (sandbox.Backen
 	switch h.Backend {
 	case BackendRunsc:
 		return runsc.New(ctx, h.Runsc, env)
+	case BackendShim, BackendKata:
+		removeSocketAtShutdown(ctx, env)
+		return shimv2.New(ctx, h.Shim, h.Backend, env)
 	}
 	return nil, fmt.Errorf("backend %q: not available", h.Backend)
+}
+
+// removeSocketAtShutdown removes this shim's socket as soon as its shutdown
+// starts. containerd's pkg/shim removes it only after every shutdown callback
+// has returned, and finds it through the bundle's "s" link; the delegate's
+// callback waits for its downstream shim to exit, by which time containerd
+// may have deleted the bundle, and the socket was left behind. The address
+// is derived as Manager.Start derived it.
+func removeSocketAtShutdown(ctx context.Context, env sandbox.Env) {
+	dir, err := os.Readlink("s")
+	if err != nil {
+		return // no socket_dir from containerd: pkg/shim's default finds it
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return
+	}
+	group, err := groupOf(".")
+	if err != nil || group == "" {
+		group = filepath.Base(cwd)
+	}
+	address, err := cshim.CreateSocketAddress(namespaces.WithNamespace(ctx, env.Namespace), dir, env.GRPCAddress, group, false)
+	if err != nil {
+		return
+	}
+	env.Shutdown.RegisterCallback(func(context.Context) error {
+		if err := cshim.RemoveSocket(address); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
 }
 
 // cleanerFor returns the `shim delete` path of a handler's backend.
@@ -58,6 +107,27 @@ func cleanerFor(h Handler) (sandbox.Cleaner, error) {
 	switch h.Backend {
 	case BackendRunsc:
 		return runsc.Cleaner{Config: h.Runsc}, nil
+	case BackendShim, BackendKata:
+		return shimv2.Cleaner{}, nil
 	}
 	return nil, fmt.Errorf("backend %q: no cleanup", h.Backend)
+}
+
+// decisionAmender is a backend that adds to the decision record what only
+// it knows (under Kata: the guest has no AppArmor).
+type decisionAmender interface {
+	AmendDecision(*policy.Decision)
+}
+
+// rewriteDecision writes the amended decision record over the one
+// enforceBundle wrote.
+func rewriteDecision(bundle string, d *policy.Decision) error {
+	record, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, DecisionFile), record, 0o644); err != nil {
+		return fmt.Errorf("write decision record: %w", err)
+	}
+	return nil
 }
