@@ -17,7 +17,6 @@ import (
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
-	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 )
 
@@ -205,15 +204,11 @@ func (m Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error) 
 	return cshim.StopStatus{Pid: st.Pid, ExitStatus: st.ExitStatus}, nil
 }
 
-// Info describes the shim to containerd (`containerd-shim-palisade-v2 -info`).
+// Info describes the shim to containerd (`containerd-shim-palisade-v2 -info`):
+// the handler that the runtime options on optionsR select, and the OCI
+// features its backend really provides (see info.go).
 func (m Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
-	if _, err := io.Copy(io.Discard, optionsR); err != nil {
-		return nil, fmt.Errorf("read runtime options: %w", errors.Join(err, errdefs.ErrInvalidArgument))
-	}
-	return &types.RuntimeInfo{
-		Name:    m.name,
-		Version: &types.RuntimeVersion{Version: Version},
-	}, nil
+	return runtimeInfo(ctx, m.name, optionsR)
 }
 
 // bootstrapAddress is the shim socket containerd recorded for the bundle

@@ -1,0 +1,135 @@
+// Package ctl is palisadectl, the operator's command line for Palisade: it
+// writes the containerd and Kubernetes configuration for the handlers of a
+// config.toml, checks the host and the config, and shows what Palisade
+// enforced on a container.
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/palisade-runtime/palisade/cmd/palisadectl/internal/probe"
+	"github.com/palisade-runtime/palisade/policy"
+	"github.com/palisade-runtime/palisade/shim"
+)
+
+// env is what the commands read and write; tests replace all of it.
+type env struct {
+	stdout, stderr io.Writer
+	host           probe.Host
+	// support is what Create would tell policy about a handler on this host.
+	support func(shim.Handler) (policy.Support, error)
+}
+
+// Main runs palisadectl with args (os.Args) and returns its exit status.
+func Main(ctx context.Context, args []string) int {
+	return run(ctx, args, env{stdout: os.Stdout, stderr: os.Stderr, host: probe.Real(), support: shim.HandlerSupport})
+}
+
+func run(ctx context.Context, args []string, e env) int {
+	err := e.app().Run(ctx, args)
+	if err == nil {
+		return 0
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(e.stderr, "palisadectl:", msg)
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(e.stderr, "palisadectl:", err)
+	return 1
+}
+
+// failed is the exit status of a command that has printed its own report.
+func failed() error { return cli.Exit("", 1) }
+
+func configFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "config",
+		Aliases: []string{"c"},
+		Value:   shim.DefaultConfigPath,
+		Usage:   "Palisade's config.toml",
+	}
+}
+
+func (e env) app() *cli.Command {
+	return &cli.Command{
+		Name:      "palisadectl",
+		Usage:     "configure, check and inspect Palisade (containerd-shim-palisade-v2)",
+		Version:   shim.Version,
+		Writer:    e.stdout,
+		ErrWriter: e.stderr,
+		// Errors are printed by run, which returns the status to main:
+		// urfave/cli would otherwise call os.Exit itself.
+		ExitErrHandler:  func(context.Context, *cli.Command, error) {},
+		HideHelpCommand: true,
+		Commands: []*cli.Command{
+			{
+				Name:  "config",
+				Usage: "print configuration for Palisade's handlers",
+				Commands: []*cli.Command{
+					{
+						Name:  "containerd",
+						Usage: "a containerd drop-in (for `imports`) with one CRI runtime entry per handler",
+						Flags: []cli.Flag{
+							configFlag(),
+							&cli.IntFlag{Name: "version", Value: 3, Usage: "containerd config version: 3 (containerd >= 2.0) or 4 (>= 2.3)"},
+							&cli.StringFlag{Name: "shim-path", Usage: "absolute path of containerd-shim-palisade-v2, written as runtime_path (default: containerd finds it on PATH)"},
+						},
+						Action: e.configContainerd,
+					},
+					{
+						Name:   "runtimeclass",
+						Usage:  "node.k8s.io/v1 RuntimeClass objects, one per handler",
+						Flags:  []cli.Flag{configFlag()},
+						Action: e.configRuntimeClass,
+					},
+				},
+			},
+			{
+				Name:   "doctor",
+				Usage:  "check that this host can run every handler; exit status 1 if one cannot",
+				Flags:  []cli.Flag{configFlag()},
+				Action: e.doctor,
+			},
+			{
+				Name:      "inspect",
+				Usage:     "show the decision record of a container: what was requested, what is enforced and by whom",
+				ArgsUsage: "<container-id>",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: "k8s.io", Usage: "containerd namespace"},
+					&cli.StringFlag{Name: "state", Value: "/run/containerd", Usage: "containerd's state directory"},
+					&cli.BoolFlag{Name: "json", Usage: "print the record as stored (JSON)"},
+				},
+				Action: e.inspect,
+			},
+			{
+				Name:  "policy",
+				Usage: "work with handler policies",
+				Commands: []*cli.Command{
+					{
+						Name:      "check",
+						Usage:     "validate a config.toml without starting anything; exit status 1 on any error",
+						ArgsUsage: "<config.toml>",
+						Action:    e.policyCheck,
+					},
+				},
+			},
+		},
+	}
+}
+
+// oneArg returns the single positional argument of cmd.
+func oneArg(cmd *cli.Command, what string) (string, error) {
+	if cmd.NArg() != 1 {
+		return "", fmt.Errorf("%s: want exactly one %s, got %d arguments", cmd.FullName(), what, cmd.NArg())
+	}
+	return cmd.Args().First(), nil
+}

@@ -1,0 +1,108 @@
+package ctl
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/palisade-runtime/palisade/shim"
+)
+
+const decisionRecord = `{
+  "handler": "gvisor",
+  "backend": "runsc",
+  "mode": "enforce",
+  "controls": [
+    {"name": "seccomp", "requested": "absent",
+     "effective": "floor runtime-default: defaultAction SCMP_ACT_ERRNO(1), 374 syscalls in 407 rules",
+     "enforced_by": "gVisor sentry (runsc --oci-seccomp)",
+     "changed": ["linux.seccomp: handler floor runtime-default applied (request had none)"]},
+    {"name": "capabilities", "requested": "bounding=CAP_CHOWN,CAP_SYS_ADMIN effective=CAP_CHOWN",
+     "effective": "bounding=CAP_CHOWN effective=CAP_CHOWN", "enforced_by": "gVisor sentry",
+     "changed": ["process.capabilities.bounding: removed CAP_SYS_ADMIN (above ceiling)"]},
+    {"name": "apparmor", "requested": "", "effective": "no host profile",
+     "not_enforced": "optional host profile \"p\" not attached: AppArmor is not enabled\tin this kernel"}
+  ]
+}`
+
+func stateWithRecord(t *testing.T, ns, id, record string) string {
+	t.Helper()
+	state := t.TempDir()
+	bundle := filepath.Join(state, taskStateDir, ns, id)
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if record != "" {
+		if err := os.WriteFile(filepath.Join(bundle, shim.DecisionFile), []byte(record), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return state
+}
+
+func TestInspectTable(t *testing.T) {
+	state := stateWithRecord(t, "k8s.io", "c1", decisionRecord)
+	code, out, stderr := runCtl(t, env{}, "inspect", "--state", state, "c1")
+	if code != 0 {
+		t.Fatalf("status %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"handler                gvisor",
+		"backend                runsc",
+		"apparmor host profile  (none)",
+		"seccomp       requested     absent",
+		"              enforced by   gVisor sentry (runsc --oci-seccomp)",
+		"              changes       linux.seccomp: handler floor runtime-default applied (request had none)",
+		"capabilities  requested     bounding=CAP_CHOWN,CAP_SYS_ADMIN",
+		"                            effective=CAP_CHOWN",
+		"apparmor      requested     -",
+		"              NOT ENFORCED  optional host profile \"p\" not attached: AppArmor is not enabled in this kernel",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing line %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestInspectJSONAndErrors(t *testing.T) {
+	state := stateWithRecord(t, "default", "c1", decisionRecord)
+	code, out, _ := runCtl(t, env{}, "inspect", "-n", "default", "--state", state, "--json", "c1")
+	if code != 0 || out != decisionRecord {
+		t.Errorf("--json: %d\n%s", code, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inspect", "--state", state, "c1"}, "no running task in namespace k8s.io"},
+		{[]string{"inspect", "-n", "default", "--state", stateWithRecord(t, "default", "c2", ""), "c2"}, "does not run under Palisade"},
+		{[]string{"inspect", "-n", "default", "--state", state, "../c1"}, `container id "../c1": not a containerd name`},
+		{[]string{"inspect", "-n", "..", "--state", state, "c1"}, `namespace "..": not a containerd name`},
+		{[]string{"inspect", "-n", "default", "--state", stateWithRecord(t, "default", "c3", "{not json"), "c3"}, "decode palisade-decision.json"},
+	} {
+		code, _, stderr := runCtl(t, env{}, tc.args...)
+		if code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: %d %q, want %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+// FuzzWriteDecision: any bytes in the bundle either fail to decode or make
+// a table whose rows all have their three columns on one line each.
+func FuzzWriteDecision(f *testing.F) {
+	f.Add([]byte(decisionRecord))
+	f.Add([]byte(`{"controls":[{"name":"a\nb","requested":"x=1 y"}]}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var out bytes.Buffer
+		if err := writeDecision(&out, data); err != nil {
+			return
+		}
+		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(lines) < 6 || lines[5] != "CONTROL  FIELD  VALUE" && !strings.HasPrefix(lines[5], "CONTROL ") {
+			t.Errorf("table shape:\n%s", out.String())
+		}
+	})
+}
