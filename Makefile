@@ -13,13 +13,17 @@ BIN_DIR := $(CURDIR)/bin
 GO_LDFLAGS := -X github.com/palisade-runtime/palisade/shim.Version=$(VERSION)
 # Static binaries: they run inside minimal rootfs and test VMs too.
 GO_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)'
-BINARIES := containerd-shim-palisade-v2
+BINARIES := containerd-shim-palisade-v2 palisadectl
 FUZZTIME ?= 10m
+# make fuzz-ci: FUZZ_CI_TIME per target, at most FUZZ_CI_BUDGET seconds of
+# fuzzing in all (shared among the targets), to keep CI near three minutes.
+FUZZ_CI_TIME ?= 15s
+FUZZ_CI_BUDGET ?= 150
 
 export PALISADE_TOOLS_BIN := $(TOOLS_DIR)/bin
 export PALISADE_BIN := $(BIN_DIR)
 
-.PHONY: help build tools test unit integration install demo bench fuzz clean
+.PHONY: help build tools test unit integration install demo bench fuzz fuzz-ci critest critest-tools clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,13 +39,21 @@ unit: ## unit tests, golden tests and short fuzz runs of every package but integ
 	$(GO) vet ./...
 	$(GO) test -count=1 $(shell $(GO) list ./... | grep -v /integration)
 
-integration: build tools ## integration tests against real containerd, ctr and runsc (root)
+integration: build tools critest-tools ## integration tests against real containerd, ctr and runsc (root)
 	$(GO) test -count=1 -timeout 30m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
-test: unit integration ## everything: unit and integration tests
+critest-tools: ## install the pinned crictl, critest and CNI plugins into _tools (reused when present)
+	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh crictl critest cni
 
-install: build ## install the shim into $(DESTDIR)$(PREFIX)/bin and config.toml into /etc/palisade
+critest: build tools critest-tools ## critest's full suite on runc, containerd-shim-runc-v2 driving runsc, and Palisade (root)
+	PALISADE_CRITEST=full $(GO) test -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
+		status=$${PIPESTATUS[0]}; cat _critest-reports/full/summary.txt 2>/dev/null; exit $$status
+
+test: unit fuzz-ci integration ## everything: unit tests, short fuzz runs and integration tests
+
+install: build ## install the shim and palisadectl into $(DESTDIR)$(PREFIX)/bin and config.toml into /etc/palisade
 	install -D -m 0755 $(BIN_DIR)/containerd-shim-palisade-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-palisade-v2
+	install -D -m 0755 $(BIN_DIR)/palisadectl $(DESTDIR)$(PREFIX)/bin/palisadectl
 	install -D -m 0644 config.toml $(DESTDIR)/etc/palisade/config.toml
 
 demo: build tools ## start a private containerd and run a container under Palisade on gVisor
@@ -51,7 +63,10 @@ bench: build tools ## start-latency and memory comparison against containerd-shi
 	bash integration/bench.sh
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10m) each
-	bash integration/fuzz.sh $(FUZZTIME)
+	GO=$(GO) bash integration/fuzz.sh $(FUZZTIME)
+
+fuzz-ci: ## run every fuzz target briefly (FUZZ_CI_TIME each, FUZZ_CI_BUDGET seconds in all)
+	GO=$(GO) FUZZ_BUDGET=$(FUZZ_CI_BUDGET) bash integration/fuzz.sh $(FUZZ_CI_TIME)
 
 clean: ## remove built binaries (keeps _tools)
 	rm -rf $(BIN_DIR)
