@@ -17,7 +17,8 @@ func (e *containerdEnv) config(opts containerdOpts) (string, error) {
 	if level == "" {
 		level = "info"
 	}
-	// NRI is off: it would open /var/run/nri/nri.sock and load host plugins. The
+	// NRI is off unless asked for: it would open /var/run/nri/nri.sock and load
+	// host plugins (containerdOpts.NRI gives it private paths instead). The
 	// OTLP tracing processor is off so nothing can send traffic off the machine.
 	disabled := []string{"io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp"}
 	plugins := map[string]any{
@@ -28,16 +29,53 @@ func (e *containerdEnv) config(opts containerdOpts) (string, error) {
 	}
 	if opts.CRI {
 		runtimes := map[string]any{}
-		for _, r := range opts.CRIRuntimes {
+		all := slices.Clone(opts.CRIRuntimes)
+		if opts.CRIRuntimesFor != nil {
+			all = append(all, opts.CRIRuntimesFor(e)...)
+		}
+		for _, r := range all {
 			entry := map[string]any{"runtime_type": r.Type}
 			if r.Options != nil {
 				entry["options"] = r.Options
 			}
 			runtimes[r.Name] = entry
 		}
-		plugins["io.containerd.cri.v1.runtime"] = map[string]any{
+		criRuntime := map[string]any{
 			"restrict_oom_score_adj": true,
 			"containerd":             map[string]any{"runtimes": runtimes},
+		}
+		if opts.NetNSUnderStateDir {
+			criRuntime["netns_mounts_under_state_dir"] = true
+		}
+		if len(opts.CNIBinDirs) > 0 || opts.CNIConfDir != "" {
+			cni := map[string]any{}
+			if len(opts.CNIBinDirs) > 0 {
+				cni["bin_dirs"] = opts.CNIBinDirs
+			}
+			if opts.CNIConfDir != "" {
+				cni["conf_dir"] = opts.CNIConfDir
+			}
+			criRuntime["cni"] = cni
+		}
+		plugins["io.containerd.cri.v1.runtime"] = criRuntime
+		images := map[string]any{}
+		if opts.RegistryConfigPath != "" {
+			images["registry"] = map[string]any{"config_path": opts.RegistryConfigPath}
+		}
+		if opts.SandboxImage != "" {
+			images["pinned_images"] = map[string]any{"sandbox": opts.SandboxImage}
+		}
+		if len(images) > 0 {
+			plugins["io.containerd.cri.v1.images"] = images
+		}
+		if opts.NRI {
+			disabled = slices.DeleteFunc(disabled, func(p string) bool { return p == "io.containerd.nri.v1.nri" })
+			plugins["io.containerd.nri.v1.nri"] = map[string]any{
+				"disable":            false,
+				"socket_path":        e.NRISocket,
+				"plugin_path":        filepath.Join(e.Dir, "nri", "plugins"),
+				"plugin_config_path": filepath.Join(e.Dir, "nri", "conf.d"),
+			}
 		}
 	} else {
 		disabled = append(disabled, "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",

@@ -40,6 +40,31 @@ type containerdOpts struct {
 	LogLevel string
 	// ExtraProcNames adds argv[0] names to the leak check (see hostcheck.Rules).
 	ExtraProcNames []string
+
+	// The fields below configure the CRI plugins (only with CRI); their zero
+	// values keep containerd's defaults.
+
+	// CRIRuntimesFor returns more runtime entries once the env's directories are
+	// known, for runtimes whose options name them (a state root, a config file).
+	CRIRuntimesFor func(e *containerdEnv) []criRuntime
+	// RegistryConfigPath is the images plugin's registry config_path: a directory
+	// of <host>/hosts.toml files (mirrors).
+	RegistryConfigPath string
+	// SandboxImage is the pinned sandbox (pause) image.
+	SandboxImage string
+	// CNIBinDirs and CNIConfDir are where the CRI finds CNI plugins and configs.
+	CNIBinDirs []string
+	CNIConfDir string
+	// NetNSUnderStateDir sets netns_mounts_under_state_dir, so pod network
+	// namespaces are mounted below StateDir instead of the global /var/run/netns.
+	NetNSUnderStateDir bool
+	// NetNS, a network namespace path (/run/netns/NAME), runs containerd in that
+	// namespace (through nsenter): its CNI bridge, iptables rules and host ports
+	// then live and die with the namespace, and host-network pods see it as host.
+	NetNS string
+	// NRI enables NRI on a private socket (containerdEnv.NRISocket) with plugin
+	// directories below Dir, so that no host plugin is loaded.
+	NRI bool
 }
 
 // criRuntime is one CRI runtime handler.
@@ -61,6 +86,7 @@ type containerdEnv struct {
 	StateDir    string // containerd's state directory
 	RootDir     string // containerd's root directory
 	SocketDir   string // shim sockets (plugins.'io.containerd.shim.v1.manager'.socket_dir)
+	NRISocket   string // NRI's socket, served only with containerdOpts.NRI
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has been waited for
@@ -105,6 +131,7 @@ func startContainerd(t testing.TB, opts containerdOpts) *containerdEnv {
 		StateDir:    filepath.Join(dir, "state"),
 		RootDir:     filepath.Join(dir, "root"),
 		SocketDir:   filepath.Join(dir, "s"),
+		NRISocket:   filepath.Join(dir, "nri.sock"),
 		done:        make(chan struct{}),
 	}
 	t.Cleanup(func() { e.shutdown(t) })
@@ -124,6 +151,11 @@ func startContainerd(t testing.TB, opts containerdOpts) *containerdEnv {
 	}
 	defer logf.Close()
 	e.cmd = exec.Command(bin, "--config", cfgPath)
+	if opts.NetNS != "" {
+		// nsenter enters only the network namespace and execs containerd, so the
+		// PID, the mount namespace and the leak check's view stay the same.
+		e.cmd = exec.Command("nsenter", "--net="+opts.NetNS, "--", bin, "--config", cfgPath)
+	}
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	e.cmd.Env = containerdEnviron(slices.Concat(opts.ShimDirs, []string{toolsBin()}))
 	// Own process group: a ^C to `go test` must not kill containerd before the
