@@ -51,10 +51,11 @@ critest: build tools critest-tools ## critest's full suite on runc, containerd-s
 
 test: unit fuzz-ci integration ## everything: unit tests, short fuzz runs and integration tests
 
-install: build ## install the shim and palisadectl into $(DESTDIR)$(PREFIX)/bin and config.toml into /etc/palisade
+install: build ## install the shim and palisadectl, config.toml into /etc/palisade, the AppArmor profile into /etc/apparmor.d
 	install -D -m 0755 $(BIN_DIR)/containerd-shim-palisade-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-palisade-v2
 	install -D -m 0755 $(BIN_DIR)/palisadectl $(DESTDIR)$(PREFIX)/bin/palisadectl
 	install -D -m 0644 config.toml $(DESTDIR)/etc/palisade/config.toml
+	install -D -m 0644 sandbox/apparmor/profiles/palisade-runsc $(DESTDIR)/etc/apparmor.d/palisade-runsc
 
 demo: build tools ## start a private containerd and run a container under Palisade on gVisor
 	bash integration/demo.sh
