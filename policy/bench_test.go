@@ -49,7 +49,11 @@ func largeRequest(tb testing.TB) *specs.LinuxSeccomp {
 	return p
 }
 
-func benchEnforce(b *testing.B, req *specs.LinuxSeccomp) {
+// benchEnforce enforces the floor on requests, cycling through them. One
+// request measures the common case, a cache hit (containerd sends the same
+// RuntimeDefault profile for every pod); coldVariants distinct requests,
+// more than the Floor remembers, measure the first sight of a profile.
+func benchEnforce(b *testing.B, reqs ...*specs.LinuxSeccomp) {
 	f, err := NewFloor(Config{Seccomp: SeccompRuntimeDefault, NoNewPrivileges: true,
 		Capabilities: CapsConfig{Drop: []string{"NET_RAW"}}}, nil)
 	if err != nil {
@@ -58,19 +62,47 @@ func benchEnforce(b *testing.B, req *specs.LinuxSeccomp) {
 	s := Support{SeccompEnforcer: "x", CapabilityEnforcer: "x", NoNewPrivsEnforcer: "x", KernelVersion: "6.1"}
 	caps := &specs.LinuxCapabilities{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
 		// Enforce writes the spec; each iteration gets a fresh one that
 		// shares the (unmodified) request profile.
 		spec := &specs.Spec{
 			Process: &specs.Process{Capabilities: caps},
-			Linux:   &specs.Linux{Seccomp: req},
+			Linux:   &specs.Linux{Seccomp: reqs[i%len(reqs)]},
 		}
+		i++
 		if _, err := Enforce(spec, f, s); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
+// coldVariants is more distinct requests than a Floor's cache holds, so
+// that cycling through them misses every time.
+const coldVariants = 64
+
+// variants returns n copies of req that differ only in listenerMetadata, a
+// field the merge copies through: the work is the same, the cache key not.
+func variants(req *specs.LinuxSeccomp, n int) []*specs.LinuxSeccomp {
+	out := make([]*specs.LinuxSeccomp, n)
+	for i := range out {
+		c := *req
+		c.ListenerMetadata = fmt.Sprintf("variant-%d", i)
+		out[i] = &c
+	}
+	return out
+}
+
+// Hot: the request was seen before (the Floor's cache answers).
 func BenchmarkEnforceRuntimeDefaultRequest(b *testing.B) { benchEnforce(b, containerdDefault(b)) }
 
 func BenchmarkEnforceLargeRequest(b *testing.B) { benchEnforce(b, largeRequest(b)) }
+
+// Cold: every request is new to the Floor.
+func BenchmarkEnforceRuntimeDefaultRequestCold(b *testing.B) {
+	benchEnforce(b, variants(containerdDefault(b), coldVariants)...)
+}
+
+func BenchmarkEnforceLargeRequestCold(b *testing.B) {
+	benchEnforce(b, variants(largeRequest(b), coldVariants)...)
+}

@@ -77,9 +77,28 @@ func (s capSet) names() []string {
 	return out
 }
 
+// joined lists the set's names, comma-separated, in kernel number order.
+func (s capSet) joined() string {
+	var b []byte
+	for i, n := range capabilityNames {
+		if s.has(i) {
+			if len(b) > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, n...)
+		}
+	}
+	return string(b)
+}
+
 // capNumber resolves a capability name written with or without the CAP_
 // prefix, in any case. ok is false for a name not in the table.
 func capNumber(name string) (int, bool) {
+	for i, c := range capabilityNames { // the common spelling, without copying
+		if c == name {
+			return i, true
+		}
+	}
 	n := strings.ToUpper(strings.TrimSpace(name))
 	if !strings.HasPrefix(n, "CAP_") {
 		n = "CAP_" + n

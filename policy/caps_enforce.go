@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -20,6 +19,10 @@ type capsOutcome struct {
 
 var capSetNames = [5]string{"bounding", "effective", "inheritable", "permitted", "ambient"}
 
+// capFields are the JSON paths of the five sets, for errors and records.
+var capFields = [5]string{"process.capabilities.bounding", "process.capabilities.effective",
+	"process.capabilities.inheritable", "process.capabilities.permitted", "process.capabilities.ambient"}
+
 func capSlices(c *specs.LinuxCapabilities) [5]*[]string {
 	return [5]*[]string{&c.Bounding, &c.Effective, &c.Inheritable, &c.Permitted, &c.Ambient}
 }
@@ -27,6 +30,9 @@ func capSlices(c *specs.LinuxCapabilities) [5]*[]string {
 // clampCaps computes request ∩ ceiling − drop for each set. apply is false
 // in complain mode: the result is the request, and Changed says what would
 // have been removed. An unknown name is ErrInvalid.
+//
+// It runs for every container and exec, so the texts are built in place
+// and the five result sets share one array (each clipped).
 func clampCaps(c *specs.LinuxCapabilities, f *Floor, apply bool) (*capsOutcome, error) {
 	if c == nil {
 		c = &specs.LinuxCapabilities{}
@@ -36,53 +42,73 @@ func clampCaps(c *specs.LinuxCapabilities, f *Floor, apply bool) (*capsOutcome, 
 	if !apply {
 		verb = "would remove"
 	}
-	var req, eff []string
-	for i, p := range capSlices(c) {
-		field := "process.capabilities." + capSetNames[i]
+	sets := capSlices(c)
+	total := 0
+	for _, p := range sets {
+		total += len(*p)
+	}
+	kept := make([]string, 0, total)
+	req := make([]byte, 0, 64+20*total)
+	eff := make([]byte, 0, 64+20*total)
+	for i, p := range sets {
 		var seen, above, dropped capSet
-		var kept, all []string
+		if i > 0 {
+			req, eff = append(req, ' '), append(eff, ' ')
+		}
+		req = append(append(req, capSetNames[i]...), '=')
+		eff = append(append(eff, capSetNames[i]...), '=')
+		start, reqStart, effStart := len(kept), len(req), len(eff)
 		for j, name := range *p {
 			n, ok := capNumber(name)
 			if !ok {
-				return nil, fmt.Errorf("%w: %s[%d]: unknown capability %q", ErrInvalid, field, j, name)
+				return nil, fmt.Errorf("%w: %s[%d]: unknown capability %q", ErrInvalid, capFields[i], j, name)
 			}
 			if seen.has(n) {
 				continue
 			}
 			seen |= 1 << uint(n)
-			all = append(all, capabilityNames[n])
+			req = appendListItem(req, reqStart, capabilityNames[n])
 			switch {
 			case f.hasCeiling && !f.ceiling.has(n):
 				above |= 1 << uint(n)
+				if apply {
+					continue
+				}
 			case f.drop.has(n):
 				dropped |= 1 << uint(n)
-			default:
-				kept = append(kept, capabilityNames[n])
+				if apply {
+					continue
+				}
 			}
-		}
-		if !apply {
-			kept = all
-		}
-		out.sets[i] = kept
-		if i == 0 {
-			for _, k := range kept {
-				n, _ := capNumber(k)
+			kept = append(kept, capabilityNames[n])
+			eff = appendListItem(eff, effStart, capabilityNames[n])
+			if i == 0 {
 				out.bounding |= 1 << uint(n)
 			}
 		}
+		if end := len(kept); end > start {
+			out.sets[i] = kept[start:end:end]
+		}
 		if above != 0 {
-			out.exceeded = append(out.exceeded, fmt.Sprintf("%s: %s above ceiling", field, strings.Join(above.names(), ", ")))
-			out.changed = append(out.changed, fmt.Sprintf("%s: %s %s (above ceiling)", field, verb, strings.Join(above.names(), ", ")))
+			out.exceeded = append(out.exceeded, capFields[i]+": "+above.joined()+" above ceiling")
+			out.changed = append(out.changed, capFields[i]+": "+verb+" "+above.joined()+" (above ceiling)")
 		}
 		if dropped != 0 {
-			out.changed = append(out.changed, fmt.Sprintf("%s: %s %s (drop list)", field, verb, strings.Join(dropped.names(), ", ")))
+			out.changed = append(out.changed, capFields[i]+": "+verb+" "+dropped.joined()+" (drop list)")
 		}
-		req = append(req, capSetNames[i]+"="+strings.Join(all, ","))
-		eff = append(eff, capSetNames[i]+"="+strings.Join(kept, ","))
 	}
-	out.requested = strings.Join(req, " ")
-	out.effective = strings.Join(eff, " ")
+	out.requested = string(req)
+	out.effective = string(eff)
 	return out, nil
+}
+
+// appendListItem appends a comma-separated item to the list that starts
+// at start in b.
+func appendListItem(b []byte, start int, item string) []byte {
+	if len(b) > start {
+		b = append(b, ',')
+	}
+	return append(b, item...)
 }
 
 // write stores the outcome in the process. A process that had no

@@ -12,4 +12,11 @@
 // intersection of what the handler allows and what the container asked for.
 // A control the handler configures but nobody can enforce fails closed
 // (ErrNotEnforceable) unless the handler marks it optional.
+//
+// Enforce runs for every container, so a Floor keeps the seccomp results of
+// its last few requests (containerd sends the same RuntimeDefault profile
+// for every CRI pod). The cache is keyed by the request's exact contents
+// and what else the result depends on, so it changes no result, only how
+// fast it comes; it lives in the Floor, and the package has no mutable
+// state of its own.
 package policy

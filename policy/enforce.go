@@ -4,13 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// Floor is a validated Config plus its loaded seccomp profile. It is
-// immutable after NewFloor and safe for concurrent use.
+// Floor is a validated Config plus its loaded seccomp profile. It is safe
+// for concurrent use. Everything but the result cache is immutable after
+// NewFloor; the cache guards itself.
 type Floor struct {
 	cfg        Config
 	hasCeiling bool // false: no ceiling (the request passes)
@@ -18,6 +20,7 @@ type Floor struct {
 	drop       capSet
 	seccomp    *template // nil when the handler has no seccomp floor
 	compiled   *compiledFloor
+	cache      *resultCache // recent seccomp results; nil without a seccomp floor
 }
 
 // NewFloor validates cfg. seccompProfile is the raw JSON of the profile file
@@ -56,6 +59,7 @@ func NewFloor(cfg Config, seccompProfile []byte) (*Floor, error) {
 			return nil, fmt.Errorf("policy.seccomp: %w", err)
 		}
 		f.compiled = c
+		f.cache = newResultCache()
 	}
 	return f, nil
 }
@@ -103,7 +107,8 @@ func enforce(spec *specs.Spec, f *Floor, s Support, native string) (*Decision, e
 	if err := f.enforceable(s, true); err != nil {
 		return nil, err
 	}
-	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode()}
+	// The seccomp control comes first in the record; slot 0 waits for it.
+	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode(), Controls: make([]Control, 1, 4)}
 	caps, nnp, err := f.processControls(spec.Process, s, &d.Controls)
 	if err != nil {
 		return nil, err
@@ -116,7 +121,7 @@ func enforce(spec *specs.Spec, f *Floor, s Support, native string) (*Decision, e
 	if err != nil {
 		return nil, err
 	}
-	d.Controls = append([]Control{ctl}, d.Controls...)
+	d.Controls[0] = ctl
 	d.Controls = append(d.Controls, f.appArmorControl(spec.Process, s, &d.AppArmorHostProfile))
 
 	// Nothing failed: write the results back.
@@ -218,7 +223,7 @@ func (f *Floor) processControls(p *specs.Process, s Support, ctls *[]Control) (*
 		c.Effective = "as requested (handler sets no ceiling or drop list): " + c.Effective
 	}
 	nnp := p.NoNewPrivileges
-	n := Control{Name: ControlNoNewPrivileges, Requested: fmt.Sprint(p.NoNewPrivileges), EnforcedBy: s.NoNewPrivsEnforcer}
+	n := Control{Name: ControlNoNewPrivileges, Requested: strconv.FormatBool(p.NoNewPrivileges), EnforcedBy: s.NoNewPrivsEnforcer}
 	if f.cfg.NoNewPrivileges && !nnp {
 		if apply {
 			nnp = true
@@ -227,7 +232,7 @@ func (f *Floor) processControls(p *specs.Process, s Support, ctls *[]Control) (*
 			n.Changed = []string{"process.noNewPrivileges: would set true"}
 		}
 	}
-	n.Effective = fmt.Sprint(nnp)
+	n.Effective = strconv.FormatBool(nnp)
 	*ctls = append(*ctls, c, n)
 	return caps, nnp, nil
 }

@@ -3,8 +3,6 @@ package policy
 import (
 	"math"
 	"math/bits"
-
-	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // The argument algebra: exact intersection, complement and inclusion of
@@ -50,9 +48,9 @@ func (a atom) contains(x uint64) bool {
 // otherwise (a fixed array, to keep the hot path free of allocations).
 func atomsOf(c cmp) ([2]atom, int) {
 	switch c.op {
-	case specs.OpEqualTo:
+	case opEQ:
 		return [2]atom{ival(c.v, c.v)}, 1
-	case specs.OpNotEqual:
+	case opNE:
 		var out [2]atom
 		n := 0
 		if c.v > 0 {
@@ -62,15 +60,15 @@ func atomsOf(c cmp) ([2]atom, int) {
 			out[n], n = ival(c.v+1, math.MaxUint64), n+1
 		}
 		return out, n
-	case specs.OpLessThan:
+	case opLT:
 		return [2]atom{ival(0, c.v-1)}, 1
-	case specs.OpLessEqual:
+	case opLE:
 		return [2]atom{ival(0, c.v)}, 1
-	case specs.OpGreaterThan:
+	case opGT:
 		return [2]atom{ival(c.v+1, math.MaxUint64)}, 1
-	case specs.OpGreaterEqual:
+	case opGE:
 		return [2]atom{ival(c.v, math.MaxUint64)}, 1
-	case specs.OpMaskedEqual:
+	case opMaskedEQ:
 		return [2]atom{pattern(c.v, c.v2)}, 1
 	}
 	return [2]atom{}, 0
@@ -158,10 +156,10 @@ func impliesCmp(a, b cmp) bool {
 	if a == b {
 		return true
 	}
-	if a.op == specs.OpEqualTo { // the common case: a single value
+	if a.op == opEQ { // the common case: a single value
 		return b.matches(a.v)
 	}
-	if b.op == specs.OpNotEqual {
+	if b.op == opNE {
 		return !a.matches(b.v)
 	}
 	ys, _ := atomsOf(b) // every operator but NE is a single atom
@@ -178,14 +176,12 @@ func impliesCmp(a, b cmp) bool {
 // they exclude each other. ok is false when the union would exceed
 // maxPieces.
 func interCmp(a, b cmp, limit int) ([]cmp, bool) {
-	switch { // the common case: a single value, kept or excluded
-	case a.op == specs.OpEqualTo && !b.matches(a.v), b.op == specs.OpEqualTo && !a.matches(b.v):
+	switch interShape(a, b) {
+	case interEmpty:
 		return nil, true
-	}
-	if impliesCmp(a, b) {
+	case interA:
 		return []cmp{a}, true
-	}
-	if impliesCmp(b, a) {
+	case interB:
 		return []cmp{b}, true
 	}
 	var as []atom
@@ -199,21 +195,42 @@ func interCmp(a, b cmp, limit int) ([]cmp, bool) {
 	return render(a.idx, as, limit)
 }
 
+// Shapes of a ∧ b that need no atoms: the merge meets them for nearly
+// every pair of comparisons, so they are decided without allocating.
+const (
+	interOther = iota // work it out with atoms
+	interEmpty        // they exclude each other
+	interA            // a implies b: the result is a
+	interB            // b implies a: the result is b
+)
+
+func interShape(a, b cmp) int {
+	switch { // the common case: a single value, kept or excluded
+	case a.op == opEQ && !b.matches(a.v), b.op == opEQ && !a.matches(b.v):
+		return interEmpty
+	case impliesCmp(a, b):
+		return interA
+	case impliesCmp(b, a):
+		return interB
+	}
+	return interOther
+}
+
 // render writes atoms back as comparisons on argument idx.
 func render(idx uint, as []atom, limit int) ([]cmp, bool) {
 	var out []cmp
 	for _, x := range as {
 		switch {
 		case x.pat && x.lo == math.MaxUint64:
-			out = append(out, cmp{idx: idx, op: specs.OpEqualTo, v: x.hi})
+			out = append(out, cmp{idx: idx, op: opEQ, v: x.hi})
 		case x.pat:
-			out = append(out, cmp{idx: idx, op: specs.OpMaskedEqual, v: x.lo, v2: x.hi})
+			out = append(out, cmp{idx: idx, op: opMaskedEQ, v: x.lo, v2: x.hi})
 		case x.lo == x.hi:
-			out = append(out, cmp{idx: idx, op: specs.OpEqualTo, v: x.lo})
+			out = append(out, cmp{idx: idx, op: opEQ, v: x.lo})
 		case x.lo == 0:
-			out = append(out, cmp{idx: idx, op: specs.OpLessEqual, v: x.hi})
+			out = append(out, cmp{idx: idx, op: opLE, v: x.hi})
 		case x.hi == math.MaxUint64:
-			out = append(out, cmp{idx: idx, op: specs.OpGreaterEqual, v: x.lo})
+			out = append(out, cmp{idx: idx, op: opGE, v: x.lo})
 		default:
 			bs := blocks(x.lo, x.hi, nil)
 			if len(out)+len(bs) > limit {
@@ -234,138 +251,25 @@ func render(idx uint, as []atom, limit int) ([]cmp, bool) {
 func negCmp(c cmp) []cmp {
 	n := cmp{idx: c.idx, v: c.v}
 	switch c.op {
-	case specs.OpEqualTo:
-		n.op = specs.OpNotEqual
-	case specs.OpNotEqual:
-		n.op = specs.OpEqualTo
-	case specs.OpLessThan:
-		n.op = specs.OpGreaterEqual
-	case specs.OpLessEqual:
-		n.op = specs.OpGreaterThan
-	case specs.OpGreaterThan:
-		n.op = specs.OpLessEqual
-	case specs.OpGreaterEqual:
-		n.op = specs.OpLessThan
-	case specs.OpMaskedEqual:
+	case opEQ:
+		n.op = opNE
+	case opNE:
+		n.op = opEQ
+	case opLT:
+		n.op = opGE
+	case opLE:
+		n.op = opGT
+	case opGT:
+		n.op = opLE
+	case opGE:
+		n.op = opLT
+	case opMaskedEQ:
 		out := make([]cmp, 0, bits.OnesCount64(c.v))
 		for m := c.v; m != 0; m &= m - 1 {
 			b := m & -m
-			out = append(out, cmp{idx: c.idx, op: specs.OpMaskedEqual, v: b, v2: ^c.v2 & b})
+			out = append(out, cmp{idx: c.idx, op: opMaskedEQ, v: b, v2: ^c.v2 & b})
 		}
 		return out
 	}
 	return []cmp{n}
-}
-
-// interCond returns a ∧ b as a union of conds (empty when disjoint); ok is
-// false when that would exceed maxPieces.
-func interCond(a, b cond) ([]cond, bool) { return interCondN(a, b, maxPieces) }
-
-func interCondN(a, b cond, limit int) ([]cond, bool) {
-	if len(a) == 0 {
-		return []cond{b}, true
-	}
-	if len(b) == 0 {
-		return []cond{a}, true
-	}
-	var base cond
-	var alts [][]cmp // per shared index, the union of the intersection
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b) || (i < len(a) && a[i].idx < b[j].idx):
-			base = append(base, a[i])
-			i++
-		case i == len(a) || b[j].idx < a[i].idx:
-			base = append(base, b[j])
-			j++
-		default:
-			r, ok := interCmp(a[i], b[j], limit)
-			if !ok {
-				return nil, false
-			}
-			if len(r) == 0 {
-				return nil, true
-			}
-			if len(r) == 1 {
-				base = append(base, r[0])
-			} else {
-				alts = append(alts, r)
-			}
-			i, j = i+1, j+1
-		}
-	}
-	out := []cond{base}
-	for _, alt := range alts {
-		if len(out)*len(alt) > limit {
-			return nil, false
-		}
-		next := make([]cond, 0, len(out)*len(alt))
-		for _, c := range out {
-			for _, k := range alt {
-				n := append(append(cond(nil), c...), k)
-				sortCond(n)
-				next = append(next, n)
-			}
-		}
-		out = next
-	}
-	return out, true
-}
-
-// overlaps reports whether some call matches both a and b. It answers true
-// when the exact answer is too large to compute: callers use it to make
-// actions stricter, never more permissive.
-func overlaps(a, b cond) bool {
-	r, ok := interCond(a, b)
-	return !ok || len(r) > 0
-}
-
-// condWithin reports whether every call matching x matches y.
-func condWithin(x, y cond) bool {
-	if len(y) > len(x) {
-		return false // every index y constrains must be constrained in x
-	}
-	i := 0
-	for _, c := range y {
-		for i < len(x) && x[i].idx < c.idx {
-			i++
-		}
-		if i == len(x) || x[i].idx != c.idx || !impliesCmp(x[i], c) {
-			return false
-		}
-	}
-	return true
-}
-
-// subtract returns r minus every cond in subs, as a union of conds. ok is
-// false when the result would exceed maxPieces.
-func subtract(r cond, subs []cond) ([]cond, bool) {
-	out := []cond{r}
-	for _, s := range subs {
-		var next []cond
-		for _, x := range out {
-			switch {
-			case condWithin(x, s):
-				continue // all of x is removed
-			case !overlaps(x, s):
-				next = append(next, x)
-				continue
-			}
-			for _, c := range s {
-				for _, n := range negCmp(c) {
-					p, ok := interCond(x, cond{n})
-					if !ok {
-						return nil, false
-					}
-					next = append(next, p...)
-				}
-			}
-			if len(next) > maxPieces {
-				return nil, false
-			}
-		}
-		out = next
-	}
-	return out, true
 }

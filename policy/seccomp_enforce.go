@@ -1,11 +1,11 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -33,11 +33,21 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 		floorName += " (complain: denials logged)"
 	}
 	cf := f.compiled
-	if cf == nil || cf.native != native {
+	cached := cf != nil && cf.native == native && f.cache != nil
+	if !cached { // another architecture: tests only
 		var err error
 		if cf, err = compileFloor(f.seccomp, native, complain); err != nil {
 			return nil, c, err
 		}
+	}
+	var miss lookup
+	if cached {
+		out, ctl, l, ok := f.cache.get(resultKey{kv: kv, bounding: bounding & cf.gatedCaps}, req)
+		if ok {
+			ctl.EnforcedBy = s.SeccompEnforcer
+			return out, ctl, nil
+		}
+		miss = l
 	}
 	fm, fx := cf.view(kv, bounding)
 	rm := unconfined()
@@ -46,7 +56,7 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 		if err := validateRequest(req); err != nil {
 			return nil, c, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		if rm, err = buildModel(req, "linux.seccomp.", fm.index); err != nil {
+		if rm, err = buildModel(req, "linux.seccomp.", fm); err != nil {
 			return nil, c, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		c.Requested = "profile: " + rm.summary()
@@ -69,7 +79,11 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 	for _, n := range out.approx {
 		c.Changed = append(c.Changed, "linux.seccomp: "+n+": "+approxNote)
 	}
-	return out.oci(), c, nil
+	res := out.oci()
+	if cached {
+		miss.put(res, c)
+	}
+	return res, c, nil
 }
 
 // approxNote marks a syscall whose argument conditions were too large to
@@ -94,15 +108,30 @@ func (m *model) summary() string {
 
 // summary is a one-line description of the enforced profile.
 func (m *merged) summary() string {
-	return summarize(m.head.def, len(m.calls), m.rules, m.head.arches)
+	return summarize(m.head.def, m.ncalls, m.rules, m.head.arches)
 }
 
 func summarize(def action, syscalls, rules int, arches []specs.Arch) string {
-	s := fmt.Sprintf("defaultAction %s, %d syscalls in %d rules", def, syscalls, rules)
+	// fmt would do, but this runs for every container that misses the cache.
+	b := make([]byte, 0, 64+24*len(arches))
+	b = append(b, "defaultAction "...)
+	b = def.appendTo(b)
+	b = append(b, ", "...)
+	b = strconv.AppendInt(b, int64(syscalls), 10)
+	b = append(b, " syscalls in "...)
+	b = strconv.AppendInt(b, int64(rules), 10)
+	b = append(b, " rules"...)
 	if len(arches) > 0 {
-		s += fmt.Sprintf(", architectures %v", arches)
+		b = append(b, ", architectures ["...)
+		for i, a := range arches {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, a...)
+		}
+		b = append(b, ']')
 	}
-	return s
+	return string(b)
 }
 
 // summaryOCI describes a profile the floor does not touch (and so does not
@@ -127,18 +156,38 @@ func diffHead(req *model, out *merged) []string {
 	return ch
 }
 
+// describer builds the per-syscall lines of the decision record in
+// buffers it keeps from one syscall to the next.
+type describer struct {
+	buf   []byte
+	parts []byte
+	ends  []int // end of each part in parts
+	order []int // parts in string order
+}
+
 // diffCall describes how syscall n changed from the request's rules rr
 // (default rd) to the output's (default od), if it did.
-func diffCall(n string, rr []rule, rd action, out []rule, od action) (string, bool) {
+func (d *describer) diffCall(n string, rr []rule, rd action, out []rule, od action) (string, bool) {
 	if allUnconditional(rr) && allUnconditional(out) && maxAct(rr, rd) == maxAct(out, od) ||
 		rd == od && sameRules(rr, out) {
 		return "", false // the common cases, decided without building strings
 	}
-	a, b := describeCall(rr, rd), describeCall(out, od)
-	if a == b {
+	if d.buf == nil { // sized for socket's long list of allowed domains
+		d.buf, d.parts, d.ends, d.order = make([]byte, 0, 2048), make([]byte, 0, 1024), make([]int, 0, 64), make([]int, 0, 64)
+	}
+	b := append(d.buf[:0], "linux.seccomp: "...)
+	b = append(b, n...)
+	b = append(b, ": "...)
+	from := len(b)
+	b = d.appendCall(b, rr, rd)
+	to := len(b)
+	b = append(b, " -> "...)
+	b = d.appendCall(b, out, od)
+	d.buf = b
+	if string(b[from:to]) == string(b[to+len(" -> "):]) { // no allocation
 		return "", false
 	}
-	return "linux.seccomp: " + n + ": " + a + " -> " + b, true
+	return string(b), true
 }
 
 // sameRules reports whether a and b hold the same rules, in any order.
@@ -154,30 +203,54 @@ func sameRules(a, b []rule) bool {
 	return true
 }
 
-// describeCall describes what one syscall gets, e.g.
-// "SCMP_ACT_ALLOW if a0==0x1, otherwise SCMP_ACT_ERRNO(1)".
-func describeCall(rs []rule, def action) string {
-	var parts []string
+// appendCall describes what one syscall gets, e.g.
+// "SCMP_ACT_ALLOW if a0==0x1, otherwise SCMP_ACT_ERRNO(1)": the distinct
+// conditional rules in string order, then what every other call gets.
+func (d *describer) appendCall(b []byte, rs []rule, def action) []byte {
+	d.parts, d.ends = d.parts[:0], d.ends[:0]
 	for _, r := range rs {
 		if len(r.c) == 0 {
 			def = r.act // unconditional: nothing falls through to the default
 			continue
 		}
-		p := r.act.String() + " if " + r.c.String()
-		if !slices.Contains(parts, p) {
-			parts = append(parts, p)
+		d.parts = r.act.appendTo(d.parts)
+		d.parts = append(d.parts, " if "...)
+		d.parts = r.c.appendTo(d.parts)
+		d.ends = append(d.ends, len(d.parts))
+	}
+	if len(d.ends) == 0 {
+		return def.appendTo(b)
+	}
+	part := func(i int) []byte {
+		start := 0
+		if i > 0 {
+			start = d.ends[i-1]
 		}
+		return d.parts[start:d.ends[i]]
 	}
-	if len(parts) == 0 {
-		return def.String()
+	order := d.order[:0]
+	for i := range d.ends {
+		order = append(order, i)
 	}
-	slices.Sort(parts)
-	return strings.Join(parts, " | ") + ", otherwise " + def.String()
+	d.order = order
+	slices.SortFunc(order, func(x, y int) int { return bytes.Compare(part(x), part(y)) })
+	for i, k := range order {
+		if i > 0 && bytes.Equal(part(k), part(order[i-1])) {
+			continue
+		}
+		if i > 0 {
+			b = append(b, " | "...)
+		}
+		b = append(b, part(k)...)
+	}
+	b = append(b, ", otherwise "...)
+	return def.appendTo(b)
 }
 
 // String renders a cond for people, e.g. "a0==1 && a1&0xff==0x2".
-func (c cond) String() string {
-	var b []byte
+func (c cond) String() string { return string(c.appendTo(nil)) }
+
+func (c cond) appendTo(b []byte) []byte {
 	for i, x := range c {
 		if i > 0 {
 			b = append(b, " && "...)
@@ -185,27 +258,27 @@ func (c cond) String() string {
 		b = append(b, 'a')
 		b = strconv.AppendUint(b, uint64(x.idx), 10)
 		switch x.op {
-		case specs.OpMaskedEqual:
+		case opMaskedEQ:
 			b = append(b, "&0x"...)
 			b = strconv.AppendUint(b, x.v, 16)
 			b = append(b, "==0x"...)
 			b = strconv.AppendUint(b, x.v2, 16)
 			continue
-		case specs.OpEqualTo:
+		case opEQ:
 			b = append(b, "=="...)
-		case specs.OpNotEqual:
+		case opNE:
 			b = append(b, "!="...)
-		case specs.OpLessThan:
+		case opLT:
 			b = append(b, '<')
-		case specs.OpLessEqual:
+		case opLE:
 			b = append(b, "<="...)
-		case specs.OpGreaterThan:
+		case opGT:
 			b = append(b, '>')
-		case specs.OpGreaterEqual:
+		case opGE:
 			b = append(b, ">="...)
 		}
 		b = append(b, "0x"...)
 		b = strconv.AppendUint(b, x.v, 16)
 	}
-	return string(b)
+	return b
 }

@@ -1,10 +1,6 @@
 package policy
 
-import (
-	"slices"
-
-	"github.com/opencontainers/runtime-spec/specs-go"
-)
+import "slices"
 
 // The merge. For a call (name, args), write f and r for the floor's and
 // the request's action under the strict reading (the strictest matching
@@ -41,28 +37,20 @@ import (
 // piece was too large to write and the result is stricter than wanted.
 func mergeCall(fr []rule, fd action, rr []rule, rd, od action) (out []rule, approx bool) {
 	if allUnconditional(fr) && allUnconditional(rr) {
-		o := stricter(maxAct(fr, fd), maxAct(rr, rd))
-		switch {
-		case o == od:
-			return nil, false
-		case len(fr) == 1 && fr[0].act == o: // share: rules are never modified
-			return fr, false
-		case len(rr) == 1 && rr[0].act == o:
-			return rr, false
-		}
-		return []rule{{act: o}}, false
+		return mergeUnconditional(fr, stricter(maxAct(fr, fd), maxAct(rr, rd)), rr, od), false
 	}
 	fr, fa := exact(fr)
 	rr, ra := exact(rr)
 	approx = fa || ra
+	out = make([]rule, 0, len(fr)+len(rr)) // usually enough: most pairs are disjoint
 	for _, f := range fr {
 		for _, r := range rr {
 			a := stricter(f.act, r.act)
 			if a == od {
 				continue
 			}
-			if cs, ok := interCond(f.c, r.c); ok {
-				out = appendRules(out, cs, a)
+			var ok bool
+			if out, ok = appendInter(out, f.c, r.c, a); ok {
 				continue
 			}
 			approx = true
@@ -81,6 +69,20 @@ func mergeCall(fr []rule, fd action, rr []rule, rd, od action) (out []rule, appr
 		approx = approx || ap
 	}
 	return prune(out), approx
+}
+
+// mergeUnconditional is the merge of rules without conditions, whose
+// result o is known: one rule, or none when o is the default od.
+func mergeUnconditional(fr []rule, o action, rr []rule, od action) []rule {
+	switch {
+	case o == od:
+		return nil
+	case len(fr) == 1 && fr[0].act == o: // share: rules are never modified
+		return fr
+	case len(rr) == 1 && rr[0].act == o:
+		return rr
+	}
+	return []rule{{act: o}}
 }
 
 // side emits the P2 (floor side) or P3 (request side) piece for rule r
@@ -227,7 +229,7 @@ func prune(rs []rule) []rule {
 	for i, r := range uniq {
 		for _, c := range r.c {
 			masks[i] |= 1 << c.idx
-			wide[i] = wide[i] || c.op != specs.OpEqualTo
+			wide[i] = wide[i] || c.op != opEQ
 		}
 	}
 	out := make([]rule, 0, len(uniq))

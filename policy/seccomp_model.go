@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 
@@ -19,6 +18,10 @@ const eperm = 1
 type action struct {
 	kind specs.LinuxSeccompAction
 	ret  uint // errno for ERRNO, message for TRACE; 0 for every other action
+	// r is actionRank(kind), kept because the merge compares ranks for
+	// every syscall of every request. It follows from kind, so it changes
+	// nothing in comparisons. Build actions with newAction or actionOf.
+	r int8
 }
 
 // actionRank orders actions by strictness: the stricter action wins a merge.
@@ -45,13 +48,16 @@ func actionRank(k specs.LinuxSeccompAction) int {
 	return 0 // unknown: rejected by validation before it gets here
 }
 
-func (a action) rank() int { return actionRank(a.kind) }
+func (a action) rank() int { return int(a.r) }
+
+// actionOf is the action of kind k without a return value.
+func actionOf(k specs.LinuxSeccompAction) action { return action{kind: k, r: int8(actionRank(k))} }
 
 // denies says whether the call is stopped without a tracer or agent.
 func (a action) denies() bool { return a.rank() > actionRank(specs.ActLog) }
 
 func newAction(k specs.LinuxSeccompAction, ret *uint) action {
-	a := action{kind: k}
+	a := actionOf(k)
 	if k == specs.ActErrno || k == specs.ActTrace {
 		a.ret = eperm
 		if ret != nil {
@@ -72,102 +78,19 @@ func stricter(floor, req action) action {
 
 func (a action) String() string {
 	if a.kind == specs.ActErrno || a.kind == specs.ActTrace {
-		return string(a.kind) + "(" + strconv.FormatUint(uint64(a.ret), 10) + ")"
+		return string(a.appendTo(nil))
 	}
 	return string(a.kind)
 }
 
-// cmp is one canonical argument comparison. For SCMP_CMP_MASKED_EQ, v is the
-// mask and v2 the datum, already masked (libseccomp compares the masked
-// argument with the masked datum).
-type cmp struct {
-	idx uint
-	op  specs.LinuxSeccompOperator
-	v   uint64
-	v2  uint64
-}
-
-// cond is a conjunction of comparisons on distinct argument indexes, sorted
-// by index. nil matches every call. Distinct indexes matter: runc turns a
-// rule that compares one argument twice into separate OR-ed rules (see
-// runc's libcontainer/seccomp matchCall), so an AND on one index cannot be
-// written as two comparisons.
-type cond []cmp
-
-// rule is a cond and the action taken when it matches.
-type rule struct {
-	c   cond
-	act action
-}
-
-// truth of a comparison after canonicalisation.
-const (
-	cmpSome = iota
-	cmpAlways
-	cmpNever
-)
-
-// canonCmp normalises one OCI comparison so that equal sets compare equal
-// and the argument algebra never meets a trivially true or false term.
-func canonCmp(a specs.LinuxSeccompArg) (cmp, int) {
-	c := cmp{idx: a.Index, op: a.Op, v: a.Value}
-	switch a.Op {
-	case specs.OpLessThan:
-		if a.Value == 0 {
-			return c, cmpNever
-		}
-	case specs.OpLessEqual:
-		if a.Value == math.MaxUint64 {
-			return c, cmpAlways
-		}
-	case specs.OpGreaterThan:
-		if a.Value == math.MaxUint64 {
-			return c, cmpNever
-		}
-	case specs.OpGreaterEqual:
-		if a.Value == 0 {
-			return c, cmpAlways
-		}
-	case specs.OpMaskedEqual:
-		c.v2 = a.ValueTwo & a.Value
-		switch a.Value {
-		case 0:
-			return c, cmpAlways
-		case math.MaxUint64:
-			return cmp{idx: a.Index, op: specs.OpEqualTo, v: c.v2}, cmpSome
-		}
+func (a action) appendTo(b []byte) []byte {
+	b = append(b, a.kind...)
+	if a.kind == specs.ActErrno || a.kind == specs.ActTrace {
+		b = append(b, '(')
+		b = strconv.AppendUint(b, uint64(a.ret), 10)
+		b = append(b, ')')
 	}
-	return c, cmpSome
-}
-
-// ociArg renders a canonical comparison back to the OCI form.
-func (c cmp) ociArg() specs.LinuxSeccompArg {
-	if c.op == specs.OpMaskedEqual {
-		return specs.LinuxSeccompArg{Index: c.idx, Op: c.op, Value: c.v, ValueTwo: c.v2}
-	}
-	return specs.LinuxSeccompArg{Index: c.idx, Op: c.op, Value: c.v}
-}
-
-// matches reports whether argument value x satisfies c (libseccomp
-// semantics, 64-bit comparisons as runc requests them).
-func (c cmp) matches(x uint64) bool {
-	switch c.op {
-	case specs.OpNotEqual:
-		return x != c.v
-	case specs.OpLessThan:
-		return x < c.v
-	case specs.OpLessEqual:
-		return x <= c.v
-	case specs.OpEqualTo:
-		return x == c.v
-	case specs.OpGreaterEqual:
-		return x >= c.v
-	case specs.OpGreaterThan:
-		return x > c.v
-	case specs.OpMaskedEqual:
-		return x&c.v == c.v2
-	}
-	return false
+	return b
 }
 
 // model is a profile in the form the merge works on: per syscall name, the
@@ -178,27 +101,34 @@ type model struct {
 	flags    []specs.LinuxSeccompFlag
 	listener string
 	metadata string
-	// A compiled floor keeps its rules by sorted name: byName[i] holds the
+	// A compiled floor keeps its rules by sorted name: rulesOf(i) are the
 	// rules of names[i]. A request read against a floor's index keeps the
-	// rules of the floor's names[i] in byName[i], and the rules of names the
+	// rules of the floor's names[i] there too, and the rules of names the
 	// floor does not know in calls; read without an index, all in calls.
+	// byName[i] indexes lists (lists[0] is no rules): an allowlist's names
+	// share one list, and a number per name is cheaper to allocate than a
+	// slice (and holds no pointer for the collector to follow).
 	calls  map[string][]rule
 	names  []string
-	byName [][]rule
+	byName []int32
+	lists  [][]rule
 	index  map[string]int // name → position in byName; nil: everything in calls
+	next   int            // where lookup tries first
+	extra  int            // the size calls is made with
 	named  int            // distinct syscall names with rules
 	nrules int            // (syscall, rule) pairs, for the decision record
+	ncond  int            // (syscall, rule) pairs with conditions, to size the merge's
 }
 
 // unconfined is the model of an absent request: everything allowed.
-func unconfined() *model { return &model{def: action{kind: specs.ActAllow}} }
+func unconfined() *model { return &model{def: actionOf(specs.ActAllow)} }
 
 // buildModel turns a validated OCI profile into a model, its rules indexed
-// by index (a compiled floor's, so that the merge looks nothing up; may be
-// nil). It fails only on a rule whose repeated comparisons of one argument
-// are too many to AND exactly (see maxReadPieces); path prefixes the
-// rule's JSON path.
-func buildModel(p *specs.LinuxSeccomp, path string, index map[string]int) (*model, error) {
+// by the names of floor (a compiled floor's model, so that the merge looks
+// nothing up; may be nil). It fails only on a rule whose repeated
+// comparisons of one argument are too many to AND exactly (see
+// maxReadPieces); path prefixes the rule's JSON path.
+func buildModel(p *specs.LinuxSeccomp, path string, floor *model) (*model, error) {
 	m := &model{
 		def:      newAction(p.DefaultAction, p.DefaultErrnoRet),
 		arches:   p.Architectures,
@@ -206,8 +136,14 @@ func buildModel(p *specs.LinuxSeccomp, path string, index map[string]int) (*mode
 		listener: p.ListenerPath,
 		metadata: p.ListenerMetadata,
 	}
-	if index != nil {
-		m.index, m.byName = index, make([][]rule, len(index))
+	if floor != nil {
+		m.names, m.index, m.byName = floor.names, floor.index, make([]int32, len(floor.index))
+		m.lists = make([][]rule, 1, 16)
+		n := 0
+		for i := range p.Syscalls {
+			n += len(p.Syscalls[i].Names)
+		}
+		m.extra = max(8, n-len(floor.index)) // a guess at the names the floor does not know
 	} else {
 		n := 0
 		for i := range p.Syscalls {
@@ -215,9 +151,17 @@ func buildModel(p *specs.LinuxSeccomp, path string, index map[string]int) (*mode
 		}
 		m.calls = make(map[string][]rule, n)
 	}
+	nargs, nconds := 0, 0
+	for i := range p.Syscalls {
+		if n := len(p.Syscalls[i].Args); n > 0 {
+			nargs, nconds = nargs+n, nconds+1
+		}
+	}
+	// Rules without conditions share a list per action: a few suffice.
+	a := &ruleArena{rules: make([]rule, 0, nconds+4), cmps: make([]cmp, 0, nargs)}
 	for i := range p.Syscalls {
 		sc := &p.Syscalls[i]
-		rs, err := readRules(sc, m.def)
+		rs, err := readRules(sc, m.def, a)
 		if err != nil {
 			return nil, fmt.Errorf("%ssyscalls[%d].args: %w", path, i, err)
 		}
@@ -235,18 +179,25 @@ func (m *model) add(names []string, rs []rule) {
 	}
 	rs = slices.Clip(rs)
 	m.nrules += len(rs) * len(names) // per syscall, as merged.rules counts
+	if len(rs[0].c) > 0 || len(rs) > 1 {
+		m.ncond += len(rs) * len(names)
+	}
+	shared := int32(0) // rs's place in m.lists, once a name needs it
 	for _, n := range names {
-		if i, ok := m.index[n]; ok {
-			if m.byName[i] == nil {
+		if i, ok := m.lookup(n); ok {
+			if m.byName[i] == 0 {
 				m.named++
-				m.byName[i] = rs // shared; clipped, so a later append copies
+				if shared == 0 {
+					shared = m.addList(rs)
+				}
+				m.byName[i] = shared
 			} else {
-				m.byName[i] = append(m.byName[i], rs...)
+				m.byName[i] = m.addList(append(m.rulesOf(i), rs...)) // copies: lists are clipped
 			}
 			continue
 		}
 		if m.calls == nil {
-			m.calls = map[string][]rule{}
+			m.calls = make(map[string][]rule, m.extra)
 		}
 		if cur, ok := m.calls[n]; ok {
 			m.calls[n] = append(cur, rs...)
@@ -255,6 +206,49 @@ func (m *model) add(names []string, rs []rule) {
 			m.calls[n] = rs
 		}
 	}
+}
+
+// rulesOf returns the rules of names[i].
+func (m *model) rulesOf(i int) []rule { return m.lists[m.byName[i]] }
+
+// addList adds rs to m.lists and returns its index. The unconditional rule
+// lists of an allowlist are mostly one shared list (see ruleArena), so the
+// last list is reused when rs is it.
+func (m *model) addList(rs []rule) int32 {
+	if last := len(m.lists) - 1; last > 0 && len(m.lists[last]) == len(rs) && &m.lists[last][0] == &rs[0] {
+		return int32(last)
+	}
+	m.lists = append(m.lists, slices.Clip(rs))
+	return int32(len(m.lists) - 1)
+}
+
+// lookup finds name n among the floor's names. Profiles list their names
+// mostly in sorted order, as the floor keeps them, so the position after
+// the last one found is tried before the map.
+func (m *model) lookup(n string) (int, bool) {
+	if m.index == nil {
+		return 0, false
+	}
+	if m.next < len(m.names) && m.names[m.next] == n {
+		m.next++
+		return m.next - 1, true
+	}
+	i, ok := m.index[n]
+	if ok {
+		m.next = i + 1
+	}
+	return i, ok
+}
+
+// ruleArena holds the rules and comparisons of one profile in two arrays,
+// so that reading hundreds of rules takes a few allocations. What it hands
+// out is clipped: appending to one rule list never writes into the next.
+// Rules are never modified, so the many unconditional rules of an
+// allowlist share one list per action.
+type ruleArena struct {
+	rules  []rule
+	cmps   []cmp
+	uncond [][]rule // one list per action, each holding one rule without conditions
 }
 
 // readRules reads one OCI rule under the strict reading, the one that
@@ -268,21 +262,39 @@ func (m *model) add(names []string, rs []rule) {
 //
 // The result is exact: leaving out or widening an input rule could loosen
 // the strict reading where the rule is stricter than its neighbours.
-func readRules(sc *specs.LinuxSyscall, def action) ([]rule, error) {
+//
+// The common rule, without repeated comparisons, is taken from arena.
+func readRules(sc *specs.LinuxSyscall, def action, arena *ruleArena) ([]rule, error) {
 	act := newAction(sc.Action, sc.ErrnoRet)
 	if !repeatsIndex(sc.Args) {
-		var c cond
+		start := len(arena.cmps)
 		for _, a := range sc.Args {
 			k, t := canonCmp(a)
 			switch t {
 			case cmpNever:
+				arena.cmps = arena.cmps[:start]
 				return nil, nil
 			case cmpSome:
-				c = append(c, k)
+				arena.cmps = append(arena.cmps, k)
+			}
+		}
+		var c cond // nil without comparisons, as everywhere
+		if end := len(arena.cmps); end > start {
+			c = cond(arena.cmps[start:end:end])
+		} else {
+			for _, u := range arena.uncond {
+				if u[0].act == act {
+					return u, nil
+				}
 			}
 		}
 		sortCond(c)
-		return []rule{{c: c, act: act}}, nil
+		arena.rules = append(arena.rules, rule{c: c, act: act})
+		end := len(arena.rules)
+		if len(c) == 0 {
+			arena.uncond = append(arena.uncond, arena.rules[end-1:end:end])
+		}
+		return arena.rules[end-1 : end : end], nil
 	}
 	var out []rule
 	if act.rank() >= def.rank() {

@@ -15,8 +15,8 @@ import (
 // ParseSeccompProfile accepts the OCI runtime-spec LinuxSeccomp JSON and the
 // Docker/moby profile JSON (names or name, archMap, includes/excludes,
 // errnoRet, args) and returns an OCI LinuxSeccomp. Unknown fields, actions,
-// operators, architectures, flags and capabilities, and empty syscall names
-// are errors naming the JSON path.
+// operators, architectures, flags, capabilities and syscall names (see
+// syscallNames), and empty syscall names are errors naming the JSON path.
 //
 // Conditional rules are resolved for the build architecture, an unknown
 // kernel (a rule gated on minKernel is kept only when it is stricter than
@@ -90,9 +90,15 @@ func newTemplate(p *seccomp.Seccomp) (*template, error) {
 			}
 			sc.Names = []string{s.Name}
 		}
-		if errs2 := validateSyscall(&sc, func() string { return path }); len(errs2) > 0 {
+		errs2 := validateSyscall(&sc, func() string { return path })
+		for j, n := range sc.Names {
+			if len(errs2) == 0 && !knownSyscall(n) {
+				errs = append(errs, fmt.Errorf("%s.names[%d]: unknown syscall %q", path, j, n))
+			}
+		}
+		if len(errs2) > 0 {
 			errs = append(errs, errs2...)
-		} else if _, err := readRules(&sc, newAction(p.DefaultAction, p.DefaultErrnoRet)); err != nil {
+		} else if _, err := readRules(&sc, newAction(p.DefaultAction, p.DefaultErrnoRet), &ruleArena{}); err != nil {
 			errs = append(errs, fmt.Errorf("%s.args: %w", path, err))
 		}
 		errs = append(errs, validateFilter(s.Includes, path+".includes")...)

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -15,32 +13,47 @@ import (
 // which is more than either side allowed, so it is an error instead.
 var errNoCommonArch = errors.New("no architecture in common with the handler floor")
 
-// merged is the result of a merge: one entry per syscall name of the
-// floor or the request, sorted by name.
+// merged is the result of a merge: the output rules of every syscall name
+// of the floor or the request, kept flat for rendering (see oci).
 type merged struct {
-	head    model        // the profile-wide fields; head.calls is unused
-	calls   []mergedCall // the syscalls that have output rules
-	approx  []string     // names made stricter than wanted (see maxPieces)
-	rules   int          // number of output rules
-	crules  int          // number of output rules with conditions
-	diff    bool         // record per-syscall changes in changed
-	changed []string
+	head   model // the profile-wide fields; head.calls is unused
+	ncalls int   // syscalls that have output rules
+	rules  int   // number of output rules
+	// The output rules without conditions, as an index into groups (their
+	// distinct actions): those of floor names in uncond, in name order, the
+	// name an index into fnames (the floor's names); and those of names only
+	// the request has in xuncond, also in name order, into xnames.
+	uncond, xuncond []uncondRule
+	fnames, xnames  []string
+	groups          []action
+	cond            []condRule // the output rules with conditions
+	approx          []string   // names made stricter than wanted (see maxPieces)
+	diff            bool       // record per-syscall changes in changed
+	changed         []string
+	describer
 }
 
-type mergedCall struct {
+// uncondRule is small because there is one per syscall of the output.
+type uncondRule struct {
+	name, group int32
+}
+
+type condRule struct {
 	name string
-	out  []rule
+	act  action
+	c    cond
 }
 
-// namedRules is a syscall's gated floor rules that apply to a container.
+// namedRules is a syscall's gated floor rules that apply to a container;
+// the syscall is at position at of the floor's names.
 type namedRules struct {
-	name  string
+	at    int
 	rules []rule
 }
 
 // mergeModels returns the profile that allows a call only when both the
 // floor and the request r allow it. The floor is f (names sorted, rules in
-// byName) plus the gated rules fx (sorted by name, names among f.names)
+// byName) plus the gated rules fx (in the order of f.names)
 // that apply to this container; r must be read against f.index.
 //
 // With diff set, the per-syscall changes from the request are recorded.
@@ -59,18 +72,19 @@ func mergeModels(f *model, fx []namedRules, r *model, diff bool) (*merged, error
 	}
 	m.head.arches = arches
 	m.head.flags = mergeFlags(f.flags, r.flags)
-	m.calls = make([]mergedCall, 0, len(f.names))
+	m.fnames, m.uncond = f.names, make([]uncondRule, 0, len(f.names))
+	m.cond = make([]condRule, 0, f.ncond+r.ncond)
 	for i, n := range f.names {
-		fr := f.byName[i]
-		if len(fx) > 0 && fx[0].name == n {
+		fr := f.rulesOf(i)
+		if len(fx) > 0 && fx[0].at == i {
 			fr = append(slices.Clip(fr), fx[0].rules...)
 			fx = fx[1:]
 		}
 		var rr []rule
 		if r.byName != nil { // read against f.index: the same positions
-			rr = r.byName[i]
+			rr = r.rulesOf(i)
 		}
-		m.add(n, fr, f.def, rr, r.def)
+		m.add(i, n, fr, f.def, rr, r.def)
 	}
 	// Names the floor does not know are rare, and merged in name order.
 	if len(r.calls) > 0 {
@@ -79,10 +93,12 @@ func mergeModels(f *model, fx []namedRules, r *model, diff bool) (*merged, error
 			extra = append(extra, n)
 		}
 		slices.Sort(extra)
-		for _, n := range extra {
-			m.add(n, nil, f.def, r.calls[n], r.def)
+		floorRules := m.uncond
+		m.uncond, m.xnames = nil, extra
+		for i, n := range extra {
+			m.add(i, n, nil, f.def, r.calls[n], r.def)
 		}
-		slices.SortFunc(m.calls, func(a, b mergedCall) int { return strings.Compare(a.name, b.name) })
+		m.uncond, m.xuncond = floorRules, m.uncond
 		slices.Sort(m.approx)
 		slices.Sort(m.changed) // "linux.seccomp: <name>: ..." sorts by name
 	}
@@ -90,25 +106,60 @@ func mergeModels(f *model, fx []namedRules, r *model, diff bool) (*merged, error
 }
 
 // add merges the floor's rules fr for syscall n (floor default fd) with
-// the request's rules rr (request default rd).
-func (m *merged) add(n string, fr []rule, fd action, rr []rule, rd action) {
+// the request's rules rr (request default rd). n is at position pos of
+// m.fnames or m.xnames.
+func (m *merged) add(pos int, n string, fr []rule, fd action, rr []rule, rd action) {
+	if allUnconditional(fr) && allUnconditional(rr) {
+		// Nearly every syscall: no conditions on either side, and the
+		// request's action is the only thing the record compares.
+		ra := maxAct(rr, rd)
+		o := stricter(maxAct(fr, fd), ra)
+		if o != m.head.def {
+			m.ncalls++
+			m.rules++
+			m.uncond = append(m.uncond, uncondRule{name: int32(pos), group: m.group(o)})
+		}
+		if m.diff && ra != o {
+			m.diffCall(n, rr, rd, mergeUnconditional(fr, o, rr, m.head.def), m.head.def)
+		}
+		return
+	}
 	out, approx := mergeCall(fr, fd, rr, rd, m.head.def)
 	if len(out) > 0 {
-		m.calls = append(m.calls, mergedCall{name: n, out: out})
+		m.ncalls++
 		m.rules += len(out)
 		for _, r := range out {
 			if len(r.c) > 0 {
-				m.crules++
+				m.cond = append(m.cond, condRule{name: n, act: r.act, c: r.c})
+			} else {
+				m.uncond = append(m.uncond, uncondRule{name: int32(pos), group: m.group(r.act)})
 			}
 		}
 	}
 	if m.diff {
-		if ch, ok := diffCall(n, rr, rd, out, m.head.def); ok {
-			m.changed = append(m.changed, ch)
-		}
+		m.diffCall(n, rr, rd, out, m.head.def)
 	}
 	if approx {
 		m.approx = append(m.approx, n)
+	}
+}
+
+// group returns the index of action a in m.groups, adding it if new. A
+// profile has a handful of distinct actions: a scan beats a map.
+func (m *merged) group(a action) int32 {
+	for i, g := range m.groups {
+		if g.r == a.r && g == a {
+			return int32(i)
+		}
+	}
+	m.groups = append(m.groups, a)
+	return int32(len(m.groups) - 1)
+}
+
+// diffCall records how syscall n changed, if it did.
+func (m *merged) diffCall(n string, rr []rule, rd action, out []rule, od action) {
+	if ch, ok := m.describer.diffCall(n, rr, rd, out, od); ok {
+		m.changed = append(m.changed, ch)
 	}
 }
 
@@ -155,7 +206,7 @@ func mergeFlags(f, r []specs.LinuxSeccompFlag) []specs.LinuxSeccompFlag {
 // only the floor denies is logged.
 func toLog(a action) action {
 	if a.denies() {
-		return action{kind: specs.ActLog}
+		return actionOf(specs.ActLog)
 	}
 	return a
 }
@@ -171,7 +222,7 @@ func (m *model) isUnconfined() bool {
 			return false
 		}
 	}
-	for _, rs := range m.byName {
+	for _, rs := range m.lists { // and lists since replaced, which change nothing
 		if !allAllow(rs) {
 			return false
 		}
@@ -186,104 +237,6 @@ func allAllow(rs []rule) bool {
 		}
 	}
 	return true
-}
-
-// oci renders the merged profile deterministically: calls with the same
-// action and condition share one rule, names sorted, rules ordered
-// unconditional first (so libseccomp sees general rules before specific
-// ones), then by action and condition.
-func (m *merged) oci() *specs.LinuxSeccomp {
-	type key struct {
-		act  action
-		cond string
-	}
-	type group struct {
-		act action
-		c   cond
-		n   int // names in the group, to size sc.Names once
-		sc  specs.LinuxSyscall
-	}
-	var uncond []*group // at most one per action: a linear scan beats a map
-	conds := make(map[key]*group, m.crules)
-	// Groups live in one array: there are at most one per conditional rule
-	// and one per action (9), so it never grows and the pointers stay valid.
-	pool := make([]group, 0, m.crules+9)
-	var all []*group
-	owner := make([]*group, 0, m.rules) // the group of each output rule, in order
-	for _, call := range m.calls {
-		for _, r := range call.out {
-			var g *group
-			var k key
-			if len(r.c) == 0 {
-				for _, u := range uncond {
-					if u.act == r.act {
-						g = u
-						break
-					}
-				}
-			} else {
-				k = key{act: r.act, cond: r.c.key()}
-				g = conds[k]
-			}
-			if g == nil {
-				pool = append(pool, group{act: r.act, c: r.c, sc: specs.LinuxSyscall{Action: r.act.kind, ErrnoRet: retPtr(r.act)}})
-				g = &pool[len(pool)-1]
-				if len(r.c) > 0 {
-					g.sc.Args = make([]specs.LinuxSeccompArg, len(r.c))
-					for i, c := range r.c {
-						g.sc.Args[i] = c.ociArg()
-					}
-				}
-				if len(r.c) == 0 {
-					uncond = append(uncond, g)
-				} else {
-					conds[k] = g
-				}
-				all = append(all, g)
-			}
-			g.n++
-			owner = append(owner, g)
-		}
-	}
-	for _, g := range all {
-		g.sc.Names = make([]string, 0, g.n)
-	}
-	i := 0
-	for _, call := range m.calls {
-		for range call.out {
-			owner[i].sc.Names = append(owner[i].sc.Names, call.name) // m.calls is sorted by name
-			i++
-		}
-	}
-	slices.SortFunc(all, func(a, b *group) int {
-		if d := len(a.c) - len(b.c); d != 0 {
-			return d
-		}
-		if d := a.act.rank() - b.act.rank(); d != 0 {
-			return d
-		}
-		if d := strings.Compare(string(a.act.kind), string(b.act.kind)); d != 0 {
-			return d
-		}
-		if a.act.ret != b.act.ret {
-			return cmpU(uint64(a.act.ret), uint64(b.act.ret))
-		}
-		return compareCond(a.c, b.c)
-	})
-	h := &m.head
-	out := &specs.LinuxSeccomp{
-		DefaultAction:    h.def.kind,
-		DefaultErrnoRet:  retPtr(h.def),
-		Architectures:    h.arches,
-		Flags:            h.flags,
-		ListenerPath:     h.listener,
-		ListenerMetadata: h.metadata,
-		Syscalls:         make([]specs.LinuxSyscall, 0, len(all)),
-	}
-	for _, g := range all {
-		out.Syscalls = append(out.Syscalls, g.sc)
-	}
-	return out
 }
 
 func retPtr(a action) *uint {
@@ -302,7 +255,7 @@ func compareCond(a, b cond) int {
 		case x.idx != y.idx:
 			return cmpU(uint64(x.idx), uint64(y.idx))
 		case x.op != y.op:
-			return strings.Compare(string(x.op), string(y.op))
+			return int(x.op) - int(y.op) // as their names compare: see cmpOp
 		case x.v != y.v:
 			return cmpU(x.v, y.v)
 		case x.v2 != y.v2:
@@ -317,23 +270,4 @@ func cmpU(a, b uint64) int {
 		return -1
 	}
 	return 1
-}
-
-// key encodes a cond for grouping; each comparison ends in ';'.
-func (c cond) key() string {
-	if len(c) == 0 {
-		return ""
-	}
-	b := make([]byte, 0, 48*len(c))
-	for _, x := range c {
-		b = strconv.AppendUint(b, uint64(x.idx), 10)
-		b = append(b, ' ')
-		b = append(b, x.op...)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, x.v, 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, x.v2, 10)
-		b = append(b, ';')
-	}
-	return string(b)
 }

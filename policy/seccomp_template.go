@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/moby/profiles/seccomp"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -61,11 +63,28 @@ func parseKernelVersion(s string) (kernelVersion, error) {
 		return kernelVersion{}, nil
 	}
 	var k kernelVersion
+	// The usual "6.1", without fmt's scanner (it runs for every container);
+	// anything else is read as before.
+	if maj, min, ok := strings.Cut(s, "."); ok && len(maj) <= 9 && len(min) <= 9 && allDigits(maj) && allDigits(min) {
+		k.major, _ = strconv.ParseUint(maj, 10, 64)
+		k.minor, _ = strconv.ParseUint(min, 10, 64)
+		k.known = true
+		return k, nil
+	}
 	if _, err := fmt.Sscanf(s, "%d.%d", &k.major, &k.minor); err != nil {
 		return k, fmt.Errorf("support.KernelVersion %q: want <major>.<minor>: %w", s, err)
 	}
 	k.known = true
 	return k, nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // atLeast reports whether k ≥ v; ok is false when k is unknown.
