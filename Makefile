@@ -46,7 +46,7 @@ critest-tools: ## install the pinned crictl, critest and CNI plugins into _tools
 	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh crictl critest cni
 
 critest: build tools critest-tools ## critest's full suite on runc, containerd-shim-runc-v2 driving runsc, and Palisade (root)
-	PALISADE_CRITEST=full $(GO) test -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
+	PALISADE_CRITEST=full $(GO) test -tags critest -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
 		status=$${PIPESTATUS[0]}; cat _critest-reports/full/summary.txt 2>/dev/null; exit $$status
 
 test: unit fuzz-ci integration ## everything: unit tests, short fuzz runs and integration tests
