@@ -56,22 +56,22 @@ type cachedResult struct {
 
 func newResultCache() *resultCache { return &resultCache{seed: maphash.MakeSeed()} }
 
-// lookup is one request's pass through the cache: get, then put on a miss.
-type lookup struct {
+// cacheMiss is what put needs of a request that get did not find.
+type cacheMiss struct {
 	c    *resultCache
 	hash uint64
 	enc  *[]byte
 }
 
 // get returns a copy of the cached result for (k, req), or false and the
-// lookup to put the result with.
-func (c *resultCache) get(k resultKey, req *specs.LinuxSeccomp) (*specs.LinuxSeccomp, Control, lookup, bool) {
+// cacheMiss to put the result with.
+func (c *resultCache) get(k resultKey, req *specs.LinuxSeccomp) (*specs.LinuxSeccomp, Control, cacheMiss, bool) {
 	enc, _ := c.bufs.Get().(*[]byte)
 	if enc == nil {
 		enc = new([]byte)
 	}
 	*enc = appendCanonical((*enc)[:0], k, req)
-	l := lookup{c: c, hash: maphash.Bytes(c.seed, *enc), enc: enc}
+	l := cacheMiss{c: c, hash: maphash.Bytes(c.seed, *enc), enc: enc}
 	c.mu.Lock()
 	var hit *cachedResult
 	for i, e := range c.entries {
@@ -89,12 +89,12 @@ func (c *resultCache) get(k resultKey, req *specs.LinuxSeccomp) (*specs.LinuxSec
 	c.bufs.Put(enc)
 	ctl := hit.ctl
 	ctl.Changed = slices.Clone(ctl.Changed)
-	return copySeccomp(hit.out), ctl, lookup{}, true
+	return copySeccomp(hit.out), ctl, cacheMiss{}, true
 }
 
 // put stores the result of a missed lookup, evicting the least recently
 // used entry. It copies out and ctl, which stay the caller's.
-func (l lookup) put(out *specs.LinuxSeccomp, ctl Control) {
+func (l cacheMiss) put(out *specs.LinuxSeccomp, ctl Control) {
 	c := l.c
 	if len(*l.enc) > maxCachedRequest {
 		return

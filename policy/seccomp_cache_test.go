@@ -256,8 +256,9 @@ func TestCacheSkipsHugeRequests(t *testing.T) {
 	f := runtimeDefaultFloor(t)
 	req := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}
 	for len(appendCanonical(nil, resultKey{}, req)) <= maxCachedRequest {
-		for range 1000 {
-			req.Syscalls = append(req.Syscalls, specs.LinuxSyscall{Names: []string{"read", "write", "openat"}, Action: specs.ActAllow})
+		for i := range 1000 {
+			n := syscallNames[i%len(syscallNames)]
+			req.Syscalls = append(req.Syscalls, specs.LinuxSyscall{Names: []string{n, n + "_x"}, Action: specs.ActAllow})
 		}
 	}
 	want := enforceJSON(t, f, req, defaultCaps, "6.1")

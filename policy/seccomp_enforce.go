@@ -40,7 +40,7 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 			return nil, c, err
 		}
 	}
-	var miss lookup
+	var miss cacheMiss
 	if cached {
 		out, ctl, l, ok := f.cache.get(resultKey{kv: kv, bounding: bounding & cf.gatedCaps}, req)
 		if ok {

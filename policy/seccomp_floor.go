@@ -82,7 +82,7 @@ func compileFloor(t *template, native string, complain bool) (*compiledFloor, er
 	}
 	slices.Sort(m.names)
 	m.byName = make([]int32, len(m.names))
-	m.lists = make([][]rule, 1, len(m.names)+1)
+	m.lists, m.owner = make([][]rule, 1, len(m.names)+1), make([]int32, 1, len(m.names)+1)
 	m.index = make(map[string]int, len(m.names))
 	for i, n := range m.names {
 		if rs := m.calls[n]; len(rs) > 0 {

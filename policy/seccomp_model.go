@@ -112,6 +112,7 @@ type model struct {
 	names  []string
 	byName []int32
 	lists  [][]rule
+	owner  []int32        // per list, 1 + the one name it belongs to; 0 when shared
 	index  map[string]int // name → position in byName; nil: everything in calls
 	next   int            // where lookup tries first
 	extra  int            // the size calls is made with
@@ -138,7 +139,7 @@ func buildModel(p *specs.LinuxSeccomp, path string, floor *model) (*model, error
 	}
 	if floor != nil {
 		m.names, m.index, m.byName = floor.names, floor.index, make([]int32, len(floor.index))
-		m.lists = make([][]rule, 1, 16)
+		m.lists, m.owner = make([][]rule, 1, 16), make([]int32, 1, 16)
 		n := 0
 		for i := range p.Syscalls {
 			n += len(p.Syscalls[i].Names)
@@ -165,7 +166,9 @@ func buildModel(p *specs.LinuxSeccomp, path string, floor *model) (*model, error
 		if err != nil {
 			return nil, fmt.Errorf("%ssyscalls[%d].args: %w", path, i, err)
 		}
-		m.add(sc.Names, rs)
+		if err := m.add(sc.Names, rs); err != nil {
+			return nil, fmt.Errorf("%ssyscalls[%d].%w", path, i, err)
+		}
 	}
 	return m, nil
 }
@@ -173,9 +176,10 @@ func buildModel(p *specs.LinuxSeccomp, path string, floor *model) (*model, error
 // add appends rs to the rules of every name. A name's first rules share
 // rs (clipped, so a later append copies). A name listed twice gets the
 // rules twice, which changes nothing: the merge keeps one of equal rules.
-func (m *model) add(names []string, rs []rule) {
+// It fails when a name gets more than maxRulesPerSyscall rules.
+func (m *model) add(names []string, rs []rule) error {
 	if len(rs) == 0 {
-		return
+		return nil
 	}
 	rs = slices.Clip(rs)
 	m.nrules += len(rs) * len(names) // per syscall, as merged.rules counts
@@ -183,7 +187,8 @@ func (m *model) add(names []string, rs []rule) {
 		m.ncond += len(rs) * len(names)
 	}
 	shared := int32(0) // rs's place in m.lists, once a name needs it
-	for _, n := range names {
+	for j, n := range names {
+		var total int
 		if i, ok := m.lookup(n); ok {
 			if m.byName[i] == 0 {
 				m.named++
@@ -192,34 +197,59 @@ func (m *model) add(names []string, rs []rule) {
 				}
 				m.byName[i] = shared
 			} else {
-				m.byName[i] = m.addList(append(m.rulesOf(i), rs...)) // copies: lists are clipped
+				m.appendRules(i, rs)
 			}
-			continue
-		}
-		if m.calls == nil {
-			m.calls = make(map[string][]rule, m.extra)
-		}
-		if cur, ok := m.calls[n]; ok {
-			m.calls[n] = append(cur, rs...)
+			total = len(m.rulesOf(i))
 		} else {
-			m.named++
-			m.calls[n] = rs
+			if m.calls == nil {
+				m.calls = make(map[string][]rule, m.extra)
+			}
+			cur, ok := m.calls[n]
+			if !ok {
+				m.named++
+			}
+			m.calls[n] = append(cur, rs...)
+			total = len(m.calls[n])
+		}
+		if total > maxRulesPerSyscall {
+			return fmt.Errorf("names[%d]: syscall %q has more than %d rules", j, n, maxRulesPerSyscall)
 		}
 	}
+	return nil
 }
+
+// maxRulesPerSyscall bounds the rules one syscall may have after reading,
+// in a request or a floor. The merge compares a syscall's rules pairwise,
+// so a profile repeating one name in tens of thousands of rules would take
+// seconds per container; real profiles stay below a few dozen.
+const maxRulesPerSyscall = maxReadPieces
 
 // rulesOf returns the rules of names[i].
 func (m *model) rulesOf(i int) []rule { return m.lists[m.byName[i]] }
 
-// addList adds rs to m.lists and returns its index. The unconditional rule
-// lists of an allowlist are mostly one shared list (see ruleArena), so the
-// last list is reused when rs is it.
+// addList adds rs to m.lists, to be shared, and returns its index. The
+// unconditional rule lists of an allowlist are mostly one shared list (see
+// ruleArena), so the last list is reused when rs is it.
 func (m *model) addList(rs []rule) int32 {
 	if last := len(m.lists) - 1; last > 0 && len(m.lists[last]) == len(rs) && &m.lists[last][0] == &rs[0] {
 		return int32(last)
 	}
-	m.lists = append(m.lists, slices.Clip(rs))
+	m.lists, m.owner = append(m.lists, slices.Clip(rs)), append(m.owner, 0)
 	return int32(len(m.lists) - 1)
+}
+
+// appendRules appends rs to the rules of names[i]. A shared list is copied
+// (it is clipped) into a list that name i owns; an owned list grows in
+// place, so that a profile naming one syscall in many rules is read in
+// linear time.
+func (m *model) appendRules(i int, rs []rule) {
+	k := m.byName[i]
+	if m.owner[k] == int32(i)+1 {
+		m.lists[k] = append(m.lists[k], rs...)
+		return
+	}
+	m.lists, m.owner = append(m.lists, append(m.lists[k], rs...)), append(m.owner, int32(i)+1)
+	m.byName[i] = int32(len(m.lists) - 1)
 }
 
 // lookup finds name n among the floor's names. Profiles list their names

@@ -16,7 +16,8 @@ import (
 // Docker/moby profile JSON (names or name, archMap, includes/excludes,
 // errnoRet, args) and returns an OCI LinuxSeccomp. Unknown fields, actions,
 // operators, architectures, flags, capabilities and syscall names (see
-// syscallNames), and empty syscall names are errors naming the JSON path.
+// syscallNames), empty syscall names, and a syscall in more than
+// maxRulesPerSyscall rules are errors naming the JSON path.
 //
 // Conditional rules are resolved for the build architecture, an unknown
 // kernel (a rule gated on minKernel is kept only when it is stricter than
@@ -77,6 +78,7 @@ func newTemplate(p *seccomp.Seccomp) (*template, error) {
 			}
 		}
 	}
+	perName := map[string]int{} // rules per syscall, all conditions taken
 	for i, s := range p.Syscalls {
 		path := fmt.Sprintf("syscalls[%d]", i)
 		if s == nil {
@@ -98,8 +100,14 @@ func newTemplate(p *seccomp.Seccomp) (*template, error) {
 		}
 		if len(errs2) > 0 {
 			errs = append(errs, errs2...)
-		} else if _, err := readRules(&sc, newAction(p.DefaultAction, p.DefaultErrnoRet), &ruleArena{}); err != nil {
+		} else if rs, err := readRules(&sc, newAction(p.DefaultAction, p.DefaultErrnoRet), &ruleArena{}); err != nil {
 			errs = append(errs, fmt.Errorf("%s.args: %w", path, err))
+		} else {
+			for j, n := range sc.Names {
+				if perName[n] += len(rs); perName[n] > maxRulesPerSyscall && perName[n]-len(rs) <= maxRulesPerSyscall {
+					errs = append(errs, fmt.Errorf("%s.names[%d]: syscall %q has more than %d rules", path, j, n, maxRulesPerSyscall))
+				}
+			}
 		}
 		errs = append(errs, validateFilter(s.Includes, path+".includes")...)
 		errs = append(errs, validateFilter(s.Excludes, path+".excludes")...)
