@@ -65,7 +65,7 @@ func newCritestNet(t testing.TB, dir string) *critestNet {
 	n.Path = filepath.Join("/run/netns", n.Name)
 
 	cacheBefore := listTree(cniCacheDir)
-	t.Cleanup(func() { cleanCNICache(t, cacheBefore) })
+	t.Cleanup(func() { cleanCNICache(t, n.Name, cacheBefore) })
 	mustExec(t, "ip", "netns", "add", n.Name)
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput(); err != nil {
@@ -138,29 +138,47 @@ func (n *critestNet) listen(addr string) (net.Listener, error) {
 	return r.ln, r.err
 }
 
-// cleanCNICache removes what appeared below /var/lib/cni since before (libcni's
-// cached results and locks), deepest first, and reports cached results: a result
-// left behind means some pod's network was never torn down.
-func cleanCNICache(t testing.TB, before map[string]bool) {
+// cleanCNICache removes what this run's network left in libcni's cache:
+// results named <network>-<container>-eth0 and, for the same containers, the
+// loopback results containerd adds (cni-loopback-<container>-lo). Each one is
+// a pod whose network was never torn down, so it is reported. Other runs'
+// entries are not touched; directories are removed only if this run made them
+// and they are empty.
+func cleanCNICache(t testing.TB, netName string, before map[string]bool) {
 	t.Helper()
-	var added []string
+	results := filepath.Join(cniCacheDir, "results")
+	entries, _ := os.ReadDir(results)
+	var leaked []string
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), netName+"-")
+		if !ok {
+			continue
+		}
+		id, _, _ := strings.Cut(rest, "-")
+		for _, name := range []string{e.Name(), "cni-loopback-" + id + "-lo"} {
+			p := filepath.Join(results, name)
+			if err := os.Remove(p); err == nil {
+				leaked = append(leaked, p)
+			} else if !os.IsNotExist(err) {
+				t.Errorf("clean %s: %v", cniCacheDir, err)
+			}
+		}
+	}
+	if len(leaked) > 0 {
+		t.Errorf("libcni results left in %s (now removed): %v", cniCacheDir, leaked)
+	}
+	added := []string{}
 	for p := range listTree(cniCacheDir) {
 		if !before[p] {
 			added = append(added, p)
 		}
 	}
+	// Deepest first, so that a directory is empty when its turn comes.
 	slices.SortFunc(added, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
-	var leaked []string
 	for _, p := range added {
-		if fi, err := os.Lstat(p); err == nil && !fi.IsDir() && strings.Contains(p, "/results/") {
-			leaked = append(leaked, p)
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+			_ = os.Remove(p) // fails, as it should, if another run still has files there
 		}
-		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
-			t.Errorf("clean %s: %v", cniCacheDir, err)
-		}
-	}
-	if len(leaked) > 0 {
-		t.Errorf("libcni results left in %s (now removed): %v", cniCacheDir, leaked)
 	}
 }
 

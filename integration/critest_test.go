@@ -9,11 +9,14 @@ package integration
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palisade-runtime/palisade/integration/internal/hostcheck"
 )
 
 const (
@@ -59,7 +62,7 @@ func TestCritest(t *testing.T) {
 	default:
 		t.Fatalf("%s=%q: want subset, full or off", envCritest, mode)
 	}
-	requireIntegration(t, "critest")
+	requireIntegration(t, "critest", "crictl")
 	critest, _ := lookupTool("critest")
 	names := critestHandlerNames(t, defaults)
 	handlers := critestHandlers()
@@ -73,7 +76,7 @@ func TestCritest(t *testing.T) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeTree(t, dir) })
+	t.Cleanup(func() { removeCritestDir(t, dir) })
 	net := newCritestNet(t, dir)
 	hosts := startMirror(t, net, critestImages(t), dir)
 	reports := critestReportDir(t, mode)
@@ -106,6 +109,7 @@ func TestCritest(t *testing.T) {
 				bin: critest, net: net, env: env, handler: name, mode: mode,
 				tmp: filepath.Join(dir, "tmp-"+name), reports: reports,
 			})
+			removeLeftoverPods(t, env)
 			results = append(results, res)
 			t.Logf("%s: %d passed, %d failed, %d skipped in %v", name, res.Passed, res.Failed, res.Skipped, res.Time.Round(time.Second))
 			switch {
@@ -162,16 +166,25 @@ func runCritest(t *testing.T, r critestRun) critestResult {
 	}
 	// A CRI call that hangs costs critest's default 5 minutes; no call takes
 	// near a minute here when it works, and a spec makes several calls that can
-	// hang, so a minute keeps a hanging runtime's suite within hours. The suite
-	// timeout bounds the whole run (CI: well under its 90 minutes).
-	callTimeout, suiteTimeout := "60s", "3h"
-	if r.mode == "subset" {
-		suiteTimeout = "25m"
-	}
+	// hang, so a minute keeps a hanging runtime's suite within hours.
+	callTimeout := "60s"
 	if d := os.Getenv(envCritestCallTimeout); d != "" {
 		callTimeout = d
 	}
-	args = append(args, "--runtime-service-timeout="+callTimeout, "--ginkgo.timeout="+suiteTimeout)
+	// The suite timeout bounds the run (the subset: well inside CI's 90
+	// minutes), and ends it 5 minutes before go test's own -timeout, which
+	// would kill the test binary before its cleanups run.
+	suite := 3 * time.Hour
+	if r.mode == "subset" {
+		suite = 25 * time.Minute
+	}
+	if d, ok := t.Deadline(); ok {
+		suite = min(suite, time.Until(d)-5*time.Minute)
+	}
+	if suite < time.Minute {
+		t.Fatalf("%v left before go test's -timeout: not enough to run critest", suite+5*time.Minute)
+	}
+	args = append(args, "--runtime-service-timeout="+callTimeout, "--ginkgo.timeout="+suite.String())
 	focus := os.Getenv(envCritestFocus)
 	if focus == "" && r.mode == "subset" {
 		focus = regexAlt(critestSubsetFocus)
@@ -185,17 +198,12 @@ func runCritest(t *testing.T, r critestRun) critestResult {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	// Leave room before the go test deadline for cleanup to stop what critest
-	// leaves running.
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-2*time.Minute))
-		defer cancel()
-	}
+	// A backstop for a critest that outlives its own suite timeout: interrupt
+	// rather than kill, so that ginkgo cleans up the running spec and still
+	// writes its reports, marking the rest interrupted.
+	ctx, cancel := context.WithTimeout(context.Background(), suite+2*time.Minute)
+	defer cancel()
 	cmd := r.net.command(ctx, r.bin, args...)
-	// On the deadline, interrupt rather than kill: ginkgo then cleans up the
-	// running spec and still writes its reports, marking the rest interrupted.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = time.Minute
 	cmd.Dir = r.tmp
@@ -245,5 +253,49 @@ func keepFile(t testing.TB, src, dst string) {
 	}
 	if err != nil {
 		t.Errorf("keep %s: %v", src, err)
+	}
+}
+
+// removeLeftoverPods removes, through CRI, the pod sandboxes critest left:
+// a spec that fails before it knows its pod's ID (HostNetwork is true, when the
+// check inside its helper fails) cannot remove it. The runtime must then tear
+// them down like any pod; the leak check at containerd's stop verifies it.
+func removeLeftoverPods(t *testing.T, env *containerdEnv) {
+	t.Helper()
+	crictl, _ := lookupTool("crictl")
+	crictlCmd := func(args ...string) *exec.Cmd {
+		return exec.Command(crictl, append([]string{"--runtime-endpoint", "unix://" + env.Address,
+			"--image-endpoint", "unix://" + env.Address, "--timeout", "60s"}, args...)...)
+	}
+	out, err := crictlCmd("pods", "-q").Output()
+	if err != nil {
+		t.Errorf("crictl pods: %v", err)
+		return
+	}
+	ids := strings.Fields(string(out))
+	if len(ids) == 0 {
+		return
+	}
+	t.Logf("critest left %d pod sandboxes behind; removing them through CRI: %v", len(ids), ids)
+	if out, err := crictlCmd(append([]string{"rmp", "--force"}, ids...)...).CombinedOutput(); err != nil {
+		t.Errorf("the runtime could not remove them: %v\n%s", err, out)
+	}
+}
+
+// removeCritestDir removes the run's directory. critest's mount propagation
+// specs mount below its TMPDIR on the host and leave the mount when they fail
+// part-way: that is critest's residue, detached and logged here, not a leak of
+// the runtime under test (the leak check covers those, in the env's Dir).
+func removeCritestDir(t *testing.T, dir string) {
+	t.Helper()
+	unmounted, err := hostcheck.UnmountAll(dir)
+	if len(unmounted) > 0 {
+		t.Logf("critest left mounts below %s (now detached): %v", dir, unmounted)
+	}
+	if err != nil {
+		t.Error(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Errorf("remove %s: %v", dir, err)
 	}
 }
