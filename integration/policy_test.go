@@ -214,3 +214,40 @@ required = false`)
 	tk.waitStatus(t, "STOPPED", 20*time.Second)
 	tk.delete(t)
 }
+
+// TestPolicyComplainModeOnRunsc: gVisor's seccomp has no log action, so a
+// complain-mode handler cannot log floor denials there. The container must
+// still start (a filter with SCMP_ACT_LOG would make runsc refuse it), run
+// its request unchanged (syslog, which the floor denies, works), and its
+// decision record must list what the floor would have changed and say why
+// nothing is logged.
+func TestPolicyComplainModeOnRunsc(t *testing.T) {
+	rt := palisadeRunsc("complain", "mode = \"complain\"\n"+floorFor("complain"))
+	env := startContainerdFor(t, rt, containerdOpts{})
+	res := env.runRm(t, rt, probeRootfs(t), "complain-status", "/bin/sh", "-c", statusCmd+"; /bin/dmesg | head -1")
+	if res.ExitCode != 0 {
+		t.Fatalf("a complain-mode handler must run the container: %v", res)
+	}
+	if got := statusField(res.Stdout, "Seccomp"); got != "0" {
+		t.Errorf("complain mode keeps the request (none): Seccomp %s, want 0\n%s", got, res.Stdout)
+	}
+	if !strings.Contains(res.Stdout, "Starting gVisor") {
+		t.Errorf("syslog, which the floor denies, must work in complain mode: %v", res)
+	}
+
+	tk := env.runDetached(t, rt, busyboxRootfs(t), "complain-rec", "/bin/sleep", "600")
+	tk.waitStatus(t, "RUNNING", 20*time.Second)
+	record := decisionRecord(t, env, "complain-rec")
+	for _, want := range []string{
+		`"mode": "complain"`,
+		"complain mode: the floor would change linux.seccomp: handler floor runtime-default",
+		"complain mode needs SCMP_ACT_LOG",
+	} {
+		if !strings.Contains(record, want) {
+			t.Errorf("decision record lacks %q:\n%s", want, record)
+		}
+	}
+	tk.kill(t, "SIGKILL", false)
+	tk.waitStatus(t, "STOPPED", 20*time.Second)
+	tk.delete(t)
+}

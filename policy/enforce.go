@@ -20,7 +20,10 @@ type Floor struct {
 	drop       capSet
 	seccomp    *template // nil when the handler has no seccomp floor
 	compiled   *compiledFloor
-	cache      *resultCache // recent seccomp results; nil without a seccomp floor
+	// strict is the floor without complain mode's log actions, in complain
+	// mode only: what the record reports on a backend that cannot log.
+	strict *compiledFloor
+	cache  *resultCache // recent seccomp results; nil without a seccomp floor
 }
 
 // NewFloor validates cfg. seccompProfile is the raw JSON of the profile file
@@ -59,6 +62,11 @@ func NewFloor(cfg Config, seccompProfile []byte) (*Floor, error) {
 			return nil, fmt.Errorf("policy.seccomp: %w", err)
 		}
 		f.compiled = c
+		if cfg.mode() == ModeComplain {
+			if f.strict, err = compileFloor(f.seccomp, nativeArch(runtime.GOARCH), false); err != nil {
+				return nil, fmt.Errorf("policy.seccomp: %w", err)
+			}
+		}
 		f.cache = newResultCache()
 	}
 	return f, nil
@@ -77,6 +85,10 @@ type Support struct {
 	AppArmorEnforcer   string // e.g. "host AppArmor (runsc sandbox and gofer)"; "" when the host has none
 	AppArmorMissing    string // why not, naming the host check
 	SeccompMissing     string // why not (e.g. "kata disable_guest_seccomp = true")
+	// SeccompLogMissing says why the enforcer has no SCMP_ACT_LOG ("" when
+	// it has). Complain mode then keeps the request as it is and records
+	// what the floor would have changed instead of logging it.
+	SeccompLogMissing string
 	// KernelVersion ("major.minor") of the kernel that evaluates the seccomp
 	// filter, for profile rules gated on minKernel (runtime-default allows
 	// ptrace and process_vm_* from 4.8 on). "" = unknown: such a rule is kept

@@ -29,6 +29,9 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 	}
 	floorName := f.cfg.Seccomp
 	complain := f.cfg.mode() == ModeComplain
+	if complain && s.SeccompLogMissing != "" {
+		return f.complainWithoutLog(req, bounding, native, kv, s, c)
+	}
 	if complain {
 		floorName += " (complain: denials logged)"
 	}
@@ -49,25 +52,9 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 		}
 		miss = l
 	}
-	fm, fx := cf.view(kv, bounding)
-	rm := unconfined()
-	var err error
-	if !absent {
-		if err := validateRequest(req); err != nil {
-			return nil, c, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		if rm, err = buildModel(req, "linux.seccomp.", fm); err != nil {
-			return nil, c, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		c.Requested = "profile: " + rm.summary()
-		if rm.isUnconfined() {
-			c.Requested = "unconfined: " + rm.summary()
-			rm, absent = unconfined(), true
-		}
-	}
-	out, err := mergeModels(fm, fx, rm, !absent)
+	out, rm, absent, err := mergeRequest(cf, req, absent, kv, bounding, &c)
 	if err != nil {
-		return nil, c, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, c, err
 	}
 	c.Effective = "floor " + floorName + " ∩ request: " + out.summary()
 	if absent {
@@ -84,6 +71,64 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 		miss.put(res, c)
 	}
 	return res, c, nil
+}
+
+// mergeRequest merges request req into floor cf, as resolved for the
+// kernel and bounding set. It records what was requested in c. absent
+// comes back true when the request was absent or unconfined.
+func mergeRequest(cf *compiledFloor, req *specs.LinuxSeccomp, absent bool, kv kernelVersion, bounding capSet, c *Control) (*merged, *model, bool, error) {
+	fm, fx := cf.view(kv, bounding)
+	rm := unconfined()
+	if !absent {
+		if err := validateRequest(req); err != nil {
+			return nil, nil, false, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		var err error
+		if rm, err = buildModel(req, "linux.seccomp.", fm); err != nil {
+			return nil, nil, false, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		c.Requested = "profile: " + rm.summary()
+		if rm.isUnconfined() {
+			c.Requested = "unconfined: " + rm.summary()
+			rm, absent = unconfined(), true
+		}
+	}
+	out, err := mergeModels(fm, fx, rm, !absent)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return out, rm, absent, nil
+}
+
+// complainWithoutLog is complain mode on a backend whose seccomp cannot log
+// (gVisor's sentry refuses SCMP_ACT_LOG, so a logging floor would stop every
+// container from starting). The request runs as it is; the record lists
+// what the floor would have changed, computed from the enforcing floor, and
+// says that the denials are not logged at run time.
+func (f *Floor) complainWithoutLog(req *specs.LinuxSeccomp, bounding capSet, native string, kv kernelVersion, s Support, c Control) (*specs.LinuxSeccomp, Control, error) {
+	cf := f.strict
+	if cf == nil || cf.native != native { // another architecture: tests only
+		var err error
+		if cf, err = compileFloor(f.seccomp, native, false); err != nil {
+			return nil, c, err
+		}
+	}
+	absent := req == nil || req.DefaultAction == "" && len(req.Syscalls) == 0
+	out, rm, absent, err := mergeRequest(cf, req, absent, kv, bounding, &c)
+	if err != nil {
+		return nil, c, err
+	}
+	c.Effective = "as requested (complain mode): " + c.Requested
+	const would = "complain mode: the floor would change "
+	if absent {
+		c.Changed = []string{would + "linux.seccomp: handler floor " + f.cfg.Seccomp + " (request had none): " + out.summary()}
+	} else {
+		for _, ch := range append(diffHead(rm, out), out.changed...) {
+			c.Changed = append(c.Changed, would+ch)
+		}
+	}
+	c.NotEnforced = "seccomp floor " + f.cfg.Seccomp + ": complain mode needs SCMP_ACT_LOG: " + s.SeccompLogMissing
+	return req, c, nil
 }
 
 // approxNote marks a syscall whose argument conditions were too large to

@@ -114,6 +114,8 @@ func Support(hostProfile string) policy.Support {
 		SeccompEnforcer:    "gVisor sentry (runsc --oci-seccomp)",
 		CapabilityEnforcer: "gVisor sentry",
 		NoNewPrivsEnforcer: "gVisor sentry",
+		// runsc refuses a filter with it ("invalid action: SCMP_ACT_LOG").
+		SeccompLogMissing: "gVisor's seccomp has no log action (runsc refuses SCMP_ACT_LOG)",
 	}
 	if hostProfile != "" {
 		sup.AppArmorEnforcer = "host AppArmor profile " + hostProfile + " on runsc, its sandbox and gofer (exec transition)"
