@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"slices"
@@ -54,9 +55,18 @@ const (
 
 var logLevels = []string{"", "trace", "debug", "info", "warn", "error"}
 
+// MaxConfigSize bounds config.toml and the runtime options table. Real
+// configs are a few KiB; the TOML decoder's duplicate-key check grows with
+// the square of the number of tables, so a hostile multi-megabyte file
+// would otherwise hold Create for minutes.
+const MaxConfigSize = 1 << 20
+
 // ParseConfig decodes config.toml strictly: an unknown key is an error that
 // names it, because a misspelt security setting must never be ignored.
 func ParseConfig(data []byte) (*Config, error) {
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("%d bytes: larger than the %d-byte limit", len(data), MaxConfigSize)
+	}
 	var c Config
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
@@ -70,7 +80,7 @@ func ParseConfig(data []byte) (*Config, error) {
 
 // LoadConfig reads and parses a config.toml.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path, MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("read palisade config: %w", err)
 	}
@@ -93,9 +103,70 @@ func describeTOMLError(err error) error {
 	var derr *toml.DecodeError
 	if errors.As(err, &derr) {
 		row, col := derr.Position()
-		return fmt.Errorf("line %d column %d: %s", row, col, derr.Error())
+		msg := strings.TrimPrefix(derr.Error(), "toml: ")
+		if len(derr.Key()) == 0 || !strings.HasPrefix(msg, "cannot decode") {
+			return fmt.Errorf("line %d column %d: %s", row, col, msg)
+		}
+		// Name the TOML key, not the Go field it decodes into: "cannot
+		// decode TOML array into struct field shim.Handler.LogLevel of
+		// type string" becomes "cannot decode TOML array into string".
+		if i, j := strings.Index(msg, " into struct field "), strings.LastIndex(msg, " of type "); i >= 0 && j > i {
+			msg = msg[:i] + ", want " + tomlKind(msg[j+len(" of type "):])
+		}
+		return fmt.Errorf("%s (line %d column %d): %s", strings.Join(derr.Key(), "."), row, col, msg)
 	}
 	return err
+}
+
+// tomlKind names a Go type by the TOML value that decodes into it.
+func tomlKind(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "a boolean"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map["), strings.Contains(goType, "."):
+		return "a table"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "an integer"
+	}
+	return goType
+}
+
+// readLimited reads the file at path, refusing one larger than limit
+// without reading more than limit+1 bytes of it.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than the %d-byte limit", path, limit)
+	}
+	return data, nil
+}
+
+// validHandlerName: a handler's name is the RuntimeClass handler kubelet
+// sends and a path component of generated files, so it must be a DNS-1123
+// label, as Kubernetes requires of RuntimeClass.handler.
+func validHandlerName(n string) error {
+	if n == "" || len(n) > 63 {
+		return fmt.Errorf("name %q: want 1 to 63 characters", n)
+	}
+	for i, r := range n {
+		alnum := r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
+		if !alnum && (r != '-' || i == 0 || i == len(n)-1) {
+			return fmt.Errorf("name %q: want a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit)", n)
+		}
+	}
+	return nil
 }
 
 // Validate checks every handler, naming the field that is wrong.
@@ -114,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	slices.Sort(names)
 	for _, n := range names {
+		if err := validHandlerName(n); err != nil {
+			return fmt.Errorf("handlers: %w", err)
+		}
 		if err := c.Handlers[n].validate(); err != nil {
 			return fmt.Errorf("handlers.%s.%w", n, err)
 		}

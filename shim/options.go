@@ -48,6 +48,9 @@ func selectHandler(opts *anypb.Any) (selection, error) {
 	if ro.ConfigBody == nil {
 		return sel, nil
 	}
+	if len(ro.ConfigBody) > MaxConfigSize {
+		return sel, fmt.Errorf("runtime options table (ConfigBody): %d bytes: larger than the %d-byte limit", len(ro.ConfigBody), MaxConfigSize)
+	}
 	dec := toml.NewDecoder(bytes.NewReader(ro.ConfigBody)).DisallowUnknownFields()
 	var body selection
 	if err := dec.Decode(&body); err != nil {
