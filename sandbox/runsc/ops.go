@@ -3,6 +3,7 @@ package runsc
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/console"
@@ -126,9 +127,29 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypbEmp
 		}
 	}
 	if err := p.Kill(ctx, r.Signal, r.All); err != nil {
+		if killedFinished(err) {
+			return nil, fmt.Errorf("kill %s: process already finished: %w", r.ID, errdefs.ErrNotFound)
+		}
 		return nil, err
 	}
 	return empty, nil
+}
+
+// killedFinished reports whether a kill failed because the process had
+// already ended: runsc says "sandbox is not running" for a root container
+// and "no such process" for a pod container whose exit runsc wait has not
+// reported yet. containerd's shims answer NotFound ("process already
+// finished") then, which CRI's StopContainer and its sandbox exit handler
+// take as stopped; anything else makes CRI retry a stop that cannot succeed.
+func killedFinished(err error) bool {
+	if errdefs.IsNotFound(err) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "process already finished") ||
+		strings.Contains(msg, "sandbox is not running") ||
+		strings.Contains(msg, "no such process") ||
+		strings.Contains(msg, "container not running")
 }
 
 // abortCreated ends a container that was created but never started. runsc

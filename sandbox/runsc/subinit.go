@@ -221,7 +221,15 @@ func (p *subInit) Delete(ctx context.Context) error {
 	return err
 }
 
+// Kill signals the container through runsc; Service.Kill maps runsc's
+// errors for a process that has ended.
 func (p *subInit) Kill(ctx context.Context, sig uint32, all bool) error {
+	p.mu.Lock()
+	st := p.state
+	p.mu.Unlock()
+	if st == "stopped" || st == "deleted" {
+		return fmt.Errorf("container %s: process already finished: %w", p.id, errdefs.ErrNotFound)
+	}
 	return p.runtime.Kill(ctx, p.id, int(sig), &gorunc.KillOpts{All: all})
 }
 
