@@ -40,13 +40,13 @@ unit: ## unit tests, golden tests and short fuzz runs of every package but integ
 	$(GO) test -count=1 $(shell $(GO) list ./... | grep -v /integration)
 
 integration: build tools critest-tools ## integration tests against real containerd, ctr and runsc (root)
-	$(GO) test -count=1 -timeout 30m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 45m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
 critest-tools: ## install the pinned crictl, critest and CNI plugins into _tools (reused when present)
 	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh crictl critest cni
 
 critest: build tools critest-tools ## critest's full suite on runc, containerd-shim-runc-v2 driving runsc, and Palisade (root)
-	PALISADE_CRITEST=full $(GO) test -tags critest -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
+	PALISADE_CRITEST=full $(GO) test -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
 		status=$${PIPESTATUS[0]}; cat _critest-reports/full/summary.txt 2>/dev/null; exit $$status
 
 test: unit fuzz-ci integration ## everything: unit tests, short fuzz runs and integration tests

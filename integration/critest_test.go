@@ -1,9 +1,3 @@
-//go:build critest
-
-// TestCritest builds only with -tags critest (make critest): the CI subset is
-// not wired into make test yet, because it has not been proven stable on CI's
-// two cores next to everything else.
-
 package integration
 
 import (

@@ -1,5 +1,3 @@
-//go:build critest
-
 package integration
 
 import (
