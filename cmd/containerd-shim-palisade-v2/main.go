@@ -8,12 +8,15 @@ import (
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 
 	"github.com/palisade-runtime/palisade/sandbox/apparmor"
+	"github.com/palisade-runtime/palisade/sandbox/runsc"
 	"github.com/palisade-runtime/palisade/shim"
 )
 
 func main() {
-	// When a backend runs its runtime through this binary to confine it with
-	// AppArmor, this execs the runtime and does not return.
+	// When a backend runs its runtime through this binary (to add flags to
+	// `runsc exec`, or to confine the runtime with AppArmor), these exec the
+	// runtime and do not return.
+	runsc.ExecTrampoline()
 	apparmor.Trampoline()
 	shim.Register()
 	cshim.RunShim(context.Background(), shim.NewManager(shim.RuntimeName))

@@ -31,6 +31,13 @@ func Trampoline() {
 	}
 }
 
+// ExecConfined execs target with args and env, moving into profile at the
+// exec: for a trampoline that rewrites the runtime's arguments first. It
+// returns only on failure.
+func ExecConfined(profile, target string, args, env []string) error {
+	return execConfined(profile, target, args, env, execAttrPaths())
+}
+
 func execConfined(profile, target string, args, env, attrPaths []string) error {
 	if profile == "" || target == "" {
 		return fmt.Errorf("%s and %s must both be set", EnvProfile, EnvTarget)

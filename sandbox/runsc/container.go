@@ -29,6 +29,8 @@ type container struct {
 	id     string
 	bundle string
 	init   initProcess
+	// execParent creates the exec'd processes (see exec.go).
+	execParent *process.Init
 	// sub is true for a container that joins an existing pod sandbox. Its
 	// pid file names the sandbox process, which outlives it, so its exit comes
 	// from `runsc wait` instead of the reaper.
@@ -58,9 +60,10 @@ func readAnnotations(bundle string) (map[string]string, error) {
 }
 
 // newContainer mounts the rootfs and runs `runsc create`.
-// rc is the go-runc client for the bundle; confined is the environment that
+// rc is the go-runc client for the bundle, execRC the one for execs (the
+// trampoline); confined is the environment that
 // puts runsc invocations outside go-runc under the handler's AppArmor profile.
-func newContainer(ctx context.Context, rc *gorunc.Runc, platform stdio.Platform, r *taskAPI.CreateTaskRequest, confined []string) (_ *container, retErr error) {
+func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.Platform, r *taskAPI.CreateTaskRequest, confined []string) (_ *container, retErr error) {
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restore from checkpoint: %w", errdefs.ErrNotImplemented)
 	}
@@ -119,12 +122,13 @@ func newContainer(ctx context.Context, rc *gorunc.Runc, platform stdio.Platform,
 		p = pi
 	}
 	return &container{
-		id:       r.ID,
-		bundle:   r.Bundle,
-		init:     p,
-		sub:      sub,
-		execs:    map[string]process.Process{},
-		reserved: map[string]struct{}{},
+		id:         r.ID,
+		bundle:     r.Bundle,
+		init:       p,
+		execParent: newExecParent(r.ID, r.Bundle, rootfs, execRC, sio, platform),
+		sub:        sub,
+		execs:      map[string]process.Process{},
+		reserved:   map[string]struct{}{},
 	}, nil
 }
 

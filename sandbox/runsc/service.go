@@ -34,6 +34,7 @@ type Service struct {
 	// the AppArmor trampoline in front of it (confined).
 	command  string
 	confined []string // extra environment of every runsc invocation
+	self     string   // Palisade's binary: the exec trampoline
 	platform stdio.Platform
 	exits    *exitTracker
 	events   chan any
@@ -69,6 +70,10 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 		events:     make(chan any, 128),
 		reaped:     reaper.Default.Subscribe(),
 		containers: map[string]*container{},
+	}
+	if s.self, err = os.Executable(); err != nil {
+		platform.Close()
+		return nil, fmt.Errorf("exec trampoline: %w", err)
 	}
 	if env.HostProfile != "" {
 		if err := s.confine(env.HostProfile); err != nil {
@@ -201,7 +206,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	// The sandbox process can die right after create; open the window first.
 	w := s.exits.watch(nil, "")
-	c, err := newContainer(ctx, s.client(r.Bundle), s.platform, r, s.confined)
+	c, err := newContainer(ctx, s.client(r.Bundle), s.execClient(r.Bundle), s.platform, r, s.confined)
 	if err != nil {
 		s.exits.abandon(w, nil, "")
 		return nil, err
@@ -255,6 +260,11 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if st, _ := c.init.Status(ctx); st != "running" {
 		return nil, fmt.Errorf("container %s init process is %s: %w", c.id, st, errdefs.ErrFailedPrecondition)
 	}
+	runsc, err := exec.LookPath(s.cfg.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("runsc binary: %w", err)
+	}
+	ctx = gorunc.WithExtraEnv(ctx, envExecTarget+"="+runsc)
 	w := s.exits.watch(c, r.ExecID)
 	if err := p.Start(ctx); err != nil {
 		s.exits.abandon(w, c, r.ExecID)
@@ -353,7 +363,7 @@ func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emp
 	if !c.reserve(r.ExecID) {
 		return nil, fmt.Errorf("exec %s: %w", r.ExecID, errdefs.ErrAlreadyExists)
 	}
-	p, err := c.init.Exec(ctx, c.bundle, &process.ExecConfig{
+	p, err := c.exec(ctx, &process.ExecConfig{
 		ID: r.ExecID, Terminal: r.Terminal, Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Spec: r.Spec,
 	})
 	c.commit(r.ExecID, p)
@@ -382,6 +392,14 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 		s.env.Shutdown.Shutdown()
 	}
 	return empty, nil
+}
+
+// execClient is the go-runc client for the execs of one container's
+// bundle: Palisade's own binary, which execs runsc (see ExecTrampoline).
+func (s *Service) execClient(bundle string) *gorunc.Runc {
+	r := s.cfg.client(s.env.Namespace, bundle)
+	r.Command = s.self
+	return r
 }
 
 // client is the go-runc client for one container's bundle.
