@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	cgroupsv1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/typeurl/v2"
 )
@@ -40,6 +42,47 @@ func TestTaskOOMEvent(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Errorf("no TaskOOM event within 10s of the kill (%s)", strings.TrimSpace(res.ContainerStderr()))
 			}
+		})
+	}
+}
+
+// TestTaskMetricsCarryOOMCount: task metrics carry the memory cgroup's OOM
+// state, which containerd's CRI turns into container_oom_events_total
+// (critest: "runtime should support listing pod sandbox metrics"). On runsc
+// it is the sandbox's cgroup: OOM kills happen on the host, not in the
+// sentry.
+func TestTaskMetricsCarryOOMCount(t *testing.T) {
+	for _, rt := range palisadeBackends() {
+		t.Run(rt.Name, func(t *testing.T) {
+			env := startContainerdFor(t, rt, containerdOpts{})
+			tk := env.runDetached(t, rt, busyboxRootfs(t), "counted", "/bin/sleep", "600")
+			tk.waitStatus(t, "RUNNING", 20*time.Second)
+			task, ctx := env.task(t, "counted")
+			m, err := task.Metrics(ctx)
+			if err != nil {
+				t.Fatalf("metrics: %v", err)
+			}
+			v, err := typeurl.UnmarshalAny(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch s := v.(type) {
+			case *cgroupsv1.Metrics:
+				if s.MemoryOomControl == nil {
+					t.Errorf("metrics lack memory OOM control: %+v", s)
+				} else if s.MemoryOomControl.OomKill != 0 {
+					t.Errorf("oom_kill %d in a container that never ran out of memory", s.MemoryOomControl.OomKill)
+				}
+			case *cgroupsv2.Metrics:
+				if s.MemoryEvents == nil {
+					t.Errorf("metrics lack memory events: %+v", s)
+				}
+			default:
+				t.Fatalf("metrics of type %T", v)
+			}
+			tk.kill(t, "SIGKILL", false)
+			tk.waitStatus(t, "STOPPED", 20*time.Second)
+			tk.delete(t)
 		})
 	}
 }

@@ -32,10 +32,10 @@ func TestWithInternalPidFile(t *testing.T) {
 
 func TestKilledFinished(t *testing.T) {
 	for msg, want := range map[string]bool{
-		"runsc did not terminate successfully: exit status 128: sandbox is not running":           true,
-		"signaling process in container \"x\" PID 0: no such process":                              true,
-		"process already finished: not found":                                                      true,
-		"runsc did not terminate successfully: exit status 128: permission denied":                 false,
+		"runsc did not terminate successfully: exit status 128: sandbox is not running":          true,
+		"signaling process in container \"x\" PID 0: no such process":                            true,
+		"process already finished: not found":                                                    true,
+		"runsc did not terminate successfully: exit status 128: permission denied":               false,
 		"runsc did not terminate successfully: exit status 1: loading container: file not found": false,
 	} {
 		if got := killedFinished(errString(msg)); got != want {

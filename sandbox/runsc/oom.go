@@ -3,9 +3,14 @@ package runsc
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
+	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/pkg/oom"
@@ -56,4 +61,56 @@ func watchSandboxOOM(w oom.Watcher, id string, pid int) error {
 		return err
 	}
 	return w.Add(id, cg)
+}
+
+// sandboxOOMControl reads the OOM state of the memory cgroup of sandbox
+// process pid, for the metrics CRI reports (container_oom_events_total).
+// The sentry keeps no such count: an OOM kill happens on the host, to the
+// sandbox's cgroup, so that is where it is counted.
+func sandboxOOMControl(pid int) (*v1.MemoryOomControl, error) {
+	if cgroups.Mode() == cgroups.Unified {
+		path, err := cgroupsv2.PidGroupPath(pid)
+		if err != nil {
+			return nil, err
+		}
+		kv, err := readKeyValues(filepath.Join("/sys/fs/cgroup", path, "memory.events"))
+		if err != nil {
+			return nil, err
+		}
+		return &v1.MemoryOomControl{OomKill: kv["oom_kill"]}, nil
+	}
+	paths, err := cgroup1.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return nil, err
+	}
+	mem, ok := paths["memory"]
+	if !ok {
+		return nil, fmt.Errorf("process %d has no memory cgroup", pid)
+	}
+	kv, err := readKeyValues(filepath.Join("/sys/fs/cgroup/memory", mem, "memory.oom_control"))
+	if err != nil {
+		return nil, err
+	}
+	return &v1.MemoryOomControl{OomKillDisable: kv["oom_kill_disable"], UnderOom: kv["under_oom"], OomKill: kv["oom_kill"]}, nil
+}
+
+// readKeyValues reads a cgroup file of "key value" lines.
+func readKeyValues(path string) (map[string]uint64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	kv := map[string]uint64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", path, line, err)
+		}
+		kv[k] = n
+	}
+	return kv, nil
 }

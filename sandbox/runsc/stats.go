@@ -7,6 +7,7 @@ import (
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	gorunc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 )
 
@@ -24,7 +25,11 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 	if err != nil {
 		return nil, fmt.Errorf("runsc events --stats: %w", err)
 	}
-	any, err := typeurl.MarshalAny(toMetrics(st))
+	m := toMetrics(st)
+	if m.MemoryOomControl, err = sandboxOOMControl(c.init.Pid()); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Debug("no OOM count for the sandbox's memory cgroup")
+	}
+	any, err := typeurl.MarshalAny(m)
 	if err != nil {
 		return nil, err
 	}
