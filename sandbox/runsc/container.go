@@ -95,6 +95,14 @@ func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.P
 		}()
 	}
 
+	notes, err := applyPathRestrictions(r.Bundle, rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("masked and read-only paths: %w", err)
+	}
+	for _, n := range notes {
+		log.G(ctx).WithField("id", r.ID).Warn("gVisor does not apply linux." + n)
+	}
+
 	sub := annotations[annoContainerType] == "container"
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	var p initProcess
