@@ -65,6 +65,17 @@ func TestSetExecAttrWritesTransition(t *testing.T) {
 	}
 }
 
+// TestExecAttrPathsAreThreadLocal: the kernel lets a task write only its own
+// attribute and keeps the transition per thread, so every path must name the
+// calling thread (/proc/self is the thread group leader).
+func TestExecAttrPathsAreThreadLocal(t *testing.T) {
+	for _, p := range execAttrPaths() {
+		if !strings.HasPrefix(p, "/proc/thread-self/") {
+			t.Errorf("%s is not the calling thread's attribute", p)
+		}
+	}
+}
+
 func TestExecConfinedRefusesBadInput(t *testing.T) {
 	for _, tc := range [][2]string{{"", "/bin/true"}, {"p", ""}, {"a\nb", "/bin/true"}} {
 		if err := execConfined(tc[0], tc[1], nil, nil, []string{"/nonexistent"}); err == nil {

@@ -3,15 +3,19 @@ package apparmor
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 )
 
 // execAttrPaths are tried in order: the AppArmor-specific file (Linux 5.8+,
-// works when several LSMs are stacked), then the legacy shared one.
+// works when several LSMs are stacked), then the legacy shared one. Both are
+// the calling thread's: the kernel lets a task write only its own attribute
+// (EACCES otherwise), and /proc/self is the thread group leader, which the
+// calling thread need not be.
 func execAttrPaths() []string {
-	return []string{"/proc/thread-self/attr/apparmor/exec", "/proc/self/attr/exec"}
+	return []string{"/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"}
 }
 
 // Trampoline is the first thing Palisade's binary does. When the environment
@@ -39,6 +43,13 @@ func ExecConfined(profile, target string, args, env []string) error {
 }
 
 func execConfined(profile, target string, args, env, attrPaths []string) error {
+	// AppArmor keeps the pending exec transition per thread, so the write of
+	// the attribute and the execve must happen on one OS thread. Unlocked, Go
+	// may move this goroutine between them: the write then fails with EACCES,
+	// or worse, succeeds on one thread while another execs the target
+	// unconfined. Seen in integration/apparmorvm. Never unlocked: the
+	// process execs or exits.
+	runtime.LockOSThread()
 	if profile == "" || target == "" {
 		return fmt.Errorf("%s and %s must both be set", EnvProfile, EnvTarget)
 	}
