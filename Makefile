@@ -23,7 +23,7 @@ FUZZ_CI_BUDGET ?= 150
 export PALISADE_TOOLS_BIN := $(TOOLS_DIR)/bin
 export PALISADE_BIN := $(BIN_DIR)
 
-.PHONY: help build tools test unit integration install demo bench fuzz fuzz-ci critest critest-tools clean
+.PHONY: help build tools test unit integration apparmor-vm install demo bench fuzz fuzz-ci critest critest-tools clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ unit: ## unit tests, golden tests and short fuzz runs of every package but integ
 
 integration: build tools critest-tools ## integration tests against real containerd, ctr and runsc (root)
 	$(GO) test -count=1 -timeout 45m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+
+apparmor-vm: build tools ## boot Debian's cloud kernel under qemu (TCG) and prove AppArmor enforcement there (also part of integration)
+	$(GO) test -count=1 -timeout 15m -v -run '^TestAppArmorVM$$' ./integration/
 
 critest-tools: ## install the pinned crictl, critest and CNI plugins into _tools (reused when present)
 	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh crictl critest cni

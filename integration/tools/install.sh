@@ -15,8 +15,18 @@ mkdir -p "$bin" "$stamps"
 log() { printf 'tools: %s\n' "$*" >&2; }
 
 debian() {
+	apt_install $DEBIAN_PACKAGES
+}
+
+# qemu: what TestAppArmorVM (make apparmor-vm) needs on the host.
+qemu() {
+	apt_install $VM_DEBIAN_PACKAGES
+}
+
+# apt_install PACKAGE...: installs those not installed yet, without recommends.
+apt_install() {
 	local missing=()
-	for p in $DEBIAN_PACKAGES; do
+	for p in "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
@@ -81,7 +91,7 @@ critest() {
 	echo "$CRI_TOOLS_VERSION" >"$stamps/critest"
 }
 
-targets=${*:-debian containerd runsc runc}
+targets=${*:-debian qemu containerd runsc runc}
 for t in $targets; do
 	"$t"
 done
