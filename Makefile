@@ -32,7 +32,7 @@ build: ## build Palisade's binaries into ./bin
 	@mkdir -p $(BIN_DIR)
 	$(GO_BUILD) -o $(BIN_DIR)/ $(addprefix ./cmd/,$(BINARIES))
 
-tools: ## install the pinned containerd, ctr, runsc and runc into _tools (reused when present)
+tools: ## install the pinned containerd, ctr, runsc and runc into _tools (reused when present), and qemu
 	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh
 
 unit: ## unit tests, golden tests and short fuzz runs of every package but integration
