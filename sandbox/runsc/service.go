@@ -339,6 +339,9 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		delete(s.containers, r.ID)
 		s.mu.Unlock()
 		s.exits.forget(c)
+		if err := removeStaleLocks(c.init.Runtime().Root, c.id); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("remove runsc's stale lock files")
+		}
 		s.send(&eventstypes.TaskDelete{
 			ContainerID: c.id,
 			Pid:         uint32(p.Pid()),

@@ -105,6 +105,9 @@ func (cl Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sa
 	if err := r.Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
 		log.G(ctx).WithError(err).WithField("id", id).Warn("runsc delete --force")
 	}
+	if err := removeStaleLocks(r.Root, id); err != nil {
+		log.G(ctx).WithError(err).WithField("id", id).Warn("remove runsc's stale lock files")
+	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
 	}
