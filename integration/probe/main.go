@@ -2,8 +2,12 @@
 // what the kernel the container sees (gVisor's sentry, or the host's) lets it
 // do. It is built static and copied into the test rootfs.
 //
-//	probe nnp     prints "NoNewPrivs: 0|1" from prctl(PR_GET_NO_NEW_PRIVS),
-//	              which gVisor's /proc/self/status does not show
+//	probe nnp           prints "NoNewPrivs: 0|1" from prctl(PR_GET_NO_NEW_PRIVS),
+//	                    which gVisor's /proc/self/status does not show
+//	probe escape        the escape suite (escape.go): one line per attempt
+//	probe connect ADDR  connects to unix sockets (a path, or @name), one line each
+//	probe whoami        prints its euid and effective capabilities (the
+//	                    setuid-root copy runs this)
 package main
 
 import (
@@ -15,8 +19,11 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe nnp")
+		fmt.Fprintln(os.Stderr, "usage: probe nnp|escape|connect ADDR...|whoami")
 		os.Exit(2)
+	}
+	if code, ok := escapeCommand(os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	switch os.Args[1] {
 	case "nnp":
