@@ -48,7 +48,7 @@ apparmor-vm: build tools ## boot Debian's cloud kernel under qemu (TCG) and prov
 critest-tools: ## install the pinned crictl, critest and CNI plugins into _tools (reused when present)
 	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh crictl critest cni
 
-critest: build tools critest-tools ## critest's full suite on runc, containerd-shim-runc-v2 driving runsc, and Palisade (root)
+critest: build tools critest-tools ## critest's full suite on runc, containerd-shim-runc-v2 driving runsc, and Palisade with and without its floor (root)
 	PALISADE_CRITEST=full $(GO) test -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
 		status=$${PIPESTATUS[0]}; cat _critest-reports/full/summary.txt 2>/dev/null; exit $$status
 

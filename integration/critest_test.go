@@ -52,7 +52,7 @@ func TestCritest(t *testing.T) {
 	case "subset":
 		defaults = []string{"palisade"}
 	case "full":
-		defaults = []string{"runc", "runcshim-runsc", "palisade"}
+		defaults = []string{"runc", "runcshim-runsc", "palisade", "palisade-nofloor"}
 	default:
 		t.Fatalf("%s=%q: want subset, full or off", envCritest, mode)
 	}
