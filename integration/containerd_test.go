@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -321,4 +322,42 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// restart stops containerd with sig (SIGTERM: a clean stop; SIGKILL: a
+// crash) and starts it again with the same command line, environment and log
+// file; shims and their containers keep running meanwhile. downtime, if set,
+// runs while no containerd runs. restart returns once the new daemon accepts
+// connections; the leak baseline and cleanups of startContainerd stay valid.
+func (e *containerdEnv) restart(t testing.TB, sig syscall.Signal, downtime func()) {
+	t.Helper()
+	old := e.cmd
+	if err := old.Process.Signal(sig); err != nil {
+		t.Fatalf("signal containerd: %v", err)
+	}
+	select {
+	case <-e.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("containerd did not exit 10s after %v", sig)
+	}
+	if downtime != nil {
+		downtime()
+	}
+	logf, err := os.OpenFile(e.LogPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "---- containerd restarted by the test after %v ----\n", sig)
+	cmd := exec.Command(old.Path, old.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = old.Env
+	cmd.SysProcAttr = old.SysProcAttr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	e.cmd, e.done = cmd, done
+	e.waitReady(t, 30*time.Second)
 }

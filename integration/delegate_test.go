@@ -217,50 +217,57 @@ func TestDelegateEventsOnce(t *testing.T) {
 }
 
 // TestDelegateDownstreamKilled: kill -9 of the downstream shim while its
-// container and an exec run. Palisade sees the connection close, reclaims
-// the container through the downstream's `delete` (runc delete --force),
+// container and an exec run, on both delegate rows. Palisade sees the
+// connection close, reclaims the container through the downstream's
+// `delete` (the runtime's delete --force),
 // publishes the exits the downstream could not, and reports the task
 // stopped; after the delete the Palisade shim exits. The leak check then
 // finds no shim, runc state, socket, mount or cgroup process left.
 func TestDelegateDownstreamKilled(t *testing.T) {
-	rt := palisadeDelegate(rowDelegateRunc, "runc", floorFor(rowDelegateRunc))
-	env := startContainerdFor(t, rt, containerdOpts{})
-	l := watchEvents(t, env, "victim")
-	tk := env.runDetached(t, rt, busyboxRootfs(t), "victim", "/bin/sleep", "600")
-	tk.waitStatus(t, "RUNNING", 20*time.Second)
-	env.ctrOK(t, "task", "exec", "-d", "--exec-id", "bg", tk.ID, "/bin/sleep", "600")
-	waitEvents(t, l, "/tasks/exec-started", 1, 5*time.Second)
+	for _, rt := range palisadeBackends() {
+		if rt.Name == rowRunsc {
+			continue
+		}
+		t.Run(rt.Name, func(t *testing.T) {
+			env := startContainerdFor(t, rt, containerdOpts{})
+			l := watchEvents(t, env, "victim")
+			tk := env.runDetached(t, rt, busyboxRootfs(t), "victim", "/bin/sleep", "600")
+			tk.waitStatus(t, "RUNNING", 20*time.Second)
+			env.ctrOK(t, "task", "exec", "-d", "--exec-id", "bg", tk.ID, "/bin/sleep", "600")
+			waitEvents(t, l, "/tasks/exec-started", 1, 5*time.Second)
 
-	shims := downstreamShims(t, env)
-	if len(shims) != 1 {
-		t.Fatalf("want one downstream shim, found %v", shims)
-	}
-	if err := exec.Command("kill", "-9", shims[0]).Run(); err != nil {
-		t.Fatal(err)
-	}
-	tk.waitStatus(t, "STOPPED", 20*time.Second)
-	waitEvents(t, l, "/tasks/exit", 2, 5*time.Second)
-	_, exits := l.snapshot()
-	ids := map[string]uint32{}
-	for _, x := range exits {
-		ids[x.ID] = x.ExitStatus
-	}
-	if len(exits) != 2 || ids["victim"] != 137 || ids["bg"] != 137 {
-		t.Errorf("want one TaskExit (137) for the init and one for the exec, got %v", exits)
-	}
-	if shims := palisadeShims(t, env); len(shims) != 1 {
-		t.Errorf("the Palisade shim should still answer for the stopped task: %v", shims)
-	}
-	tk.delete(t)
-	checkEventCounts(t, l, map[string]int{
-		"/tasks/create": 1, "/tasks/start": 1, "/tasks/exec-added": 1, "/tasks/exec-started": 1,
-		"/tasks/exit": 2, "/tasks/delete": 1,
-	})
-	for deadline := time.Now().Add(5 * time.Second); len(palisadeShims(t, env)) > 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if shims := palisadeShims(t, env); len(shims) != 0 {
-		t.Errorf("the Palisade shim did not exit after its last task was deleted: %v", shims)
+			shims := downstreamShims(t, env)
+			if len(shims) != 1 {
+				t.Fatalf("want one downstream shim, found %v", shims)
+			}
+			if err := exec.Command("kill", "-9", shims[0]).Run(); err != nil {
+				t.Fatal(err)
+			}
+			tk.waitStatus(t, "STOPPED", 20*time.Second)
+			waitEvents(t, l, "/tasks/exit", 2, 5*time.Second)
+			_, exits := l.snapshot()
+			ids := map[string]uint32{}
+			for _, x := range exits {
+				ids[x.ID] = x.ExitStatus
+			}
+			if len(exits) != 2 || ids["victim"] != 137 || ids["bg"] != 137 {
+				t.Errorf("want one TaskExit (137) for the init and one for the exec, got %v", exits)
+			}
+			if shims := palisadeShims(t, env); len(shims) != 1 {
+				t.Errorf("the Palisade shim should still answer for the stopped task: %v", shims)
+			}
+			tk.delete(t)
+			checkEventCounts(t, l, map[string]int{
+				"/tasks/create": 1, "/tasks/start": 1, "/tasks/exec-added": 1, "/tasks/exec-started": 1,
+				"/tasks/exit": 2, "/tasks/delete": 1,
+			})
+			for deadline := time.Now().Add(5 * time.Second); len(palisadeShims(t, env)) > 0 && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if shims := palisadeShims(t, env); len(shims) != 0 {
+				t.Errorf("the Palisade shim did not exit after its last task was deleted: %v", shims)
+			}
+		})
 	}
 }
 

@@ -188,6 +188,7 @@ func TestShimCrashCleanup(t *testing.T) {
 	for _, rt := range palisadeBackends() {
 		t.Run(rt.Name, func(t *testing.T) {
 			env := startContainerdFor(t, rt, containerdOpts{})
+			l := watchEvents(t, env, "crash")
 			tk := env.runDetached(t, rt, busyboxRootfs(t), "crash", "/bin/sleep", "600")
 			tk.waitStatus(t, "RUNNING", 20*time.Second)
 			out, err := exec.Command("pgrep", "-f", "containerd-shim-palisade-v2 .*-address "+env.Address+"( |$)").Output()
@@ -202,6 +203,14 @@ func TestShimCrashCleanup(t *testing.T) {
 			// shim's delete, publishes the exit and removes the task.
 			tk.waitStatus(t, "", 20*time.Second)
 			env.ctrOK(t, "container", "rm", tk.ID)
+			// Each once: containerd's exit and delete for the dead shim, and
+			// none from the killed backend (issue 7).
+			waitEvents(t, l, "/tasks/delete", 1, 5*time.Second)
+			checkEventCounts(t, l, map[string]int{"/tasks/create": 1, "/tasks/start": 1, "/tasks/exit": 1, "/tasks/delete": 1})
+			_, exits := l.snapshot()
+			if len(exits) == 1 && exits[0].ExitStatus != 137 {
+				t.Errorf("exit of a container whose shim was killed: %d, want 137", exits[0].ExitStatus)
+			}
 		})
 	}
 }

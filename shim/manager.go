@@ -69,10 +69,15 @@ func (m Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 			return nil, fmt.Errorf("create shim socket: %w", err)
 		}
 		if cshim.CanConnect(address) {
-			res.Address = address
-			return res, nil // the pod's shim serves this container too
+			if group != id {
+				res.Address = address
+				return res, nil // the pod's shim serves this container too
+			}
+			if err := stopStaleShim(ctx, address, id, params.GetContainerdGrpcAddress()); err != nil {
+				return nil, err
+			}
 		}
-		if err := cshim.RemoveSocket(address); err != nil {
+		if err := cshim.RemoveSocket(address); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale shim socket: %w", err)
 		}
 		if l, err = cshim.NewSocket(address); err != nil {
@@ -114,11 +119,12 @@ func (m Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	if err := cshim.AdjustOOMScore(cmd.Process.Pid); err != nil {
 		// Raising a child's oom_score_adj above containerd's needs no
 		// privilege, but hosts without CAP_SYS_RESOURCE refuse to copy a
-		// lowered score; a shim that cannot be adjusted still works.
+		// lowered score; a shim that cannot be adjusted still works. It is
+		// not logged: containerd reads start's combined output as its
+		// result, and a log line there fails every container's start.
 		if !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("adjust shim OOM score: %w", err)
 		}
-		log.G(ctx).WithError(err).Warn("shim OOM score left as is")
 	}
 	res.Address = address
 	return res, nil
@@ -186,6 +192,16 @@ func (m Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error) 
 	if err != nil {
 		return cshim.StopStatus{}, err
 	}
+	address := bootstrapAddress(bundle)
+	if address != "" && cshim.CanConnect(address) {
+		// The shim lives: containerd runs `delete` for a container of a
+		// live shim when its Create failed in a shim that a pod shares.
+		// The shim removed what that Create left, and a backend's cleanup,
+		// written for a dead shim, would take down what the pod still
+		// uses (the delegate kills the downstream shim).
+		log.G(ctx).WithField("id", id).Info("shim still serves the pod; nothing to reclaim for a failed create")
+		return cshim.StopStatus{ExitStatus: 255}, nil
+	}
 	cl, err := cleanerFor(h)
 	if err != nil {
 		return cshim.StopStatus{}, err
@@ -194,10 +210,9 @@ func (m Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error) 
 	if err != nil {
 		return cshim.StopStatus{}, err
 	}
-	// A shim killed outright leaves its socket file. Remove it unless a
-	// live shim (the pod's, serving other containers) still answers on it.
-	if address := bootstrapAddress(bundle); address != "" && !cshim.CanConnect(address) {
-		if err := cshim.RemoveSocket(address); err != nil {
+	// A shim killed outright leaves its socket file.
+	if address != "" {
+		if err := cshim.RemoveSocket(address); err != nil && !errors.Is(err, os.ErrNotExist) {
 			log.G(ctx).WithError(err).Warn("remove dead shim's socket")
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	gorunc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
@@ -27,6 +28,12 @@ type Config struct {
 	// Flags are further runsc global flags, name (without dashes) to value.
 	// Flags that Palisade sets itself may not be overridden here.
 	Flags map[string]string `toml:"flags"`
+	// CommandTimeout bounds each runsc command that serves a request
+	// (create, start, exec, kill, delete, ps, events, pause, resume,
+	// update); a request's own deadline, if sooner, wins. A Go duration,
+	// DefaultCommandTimeout if empty. Without a bound a hung runsc holds its
+	// container's lock, and with it every later request for the container.
+	CommandTimeout string `toml:"command_timeout"`
 }
 
 // Defaults for an empty Config.
@@ -35,6 +42,8 @@ const (
 	DefaultRoot     = "/run/palisade/runsc"
 	DefaultPlatform = "systrap"
 	DefaultNetwork  = "sandbox"
+
+	DefaultCommandTimeout = time.Minute
 )
 
 // managedFlags are set by Palisade, or must stay off: overriding them through
@@ -77,6 +86,11 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("runsc.network: unknown network %q (want sandbox, host or none)", c.Network)
 	}
+	if c.CommandTimeout != "" {
+		if d, err := time.ParseDuration(c.CommandTimeout); err != nil || d <= 0 {
+			return fmt.Errorf("runsc.command_timeout: %q is not a positive duration (such as \"30s\")", c.CommandTimeout)
+		}
+	}
 	if c.Root != "" && !filepath.IsAbs(c.Root) {
 		return fmt.Errorf("runsc.root: %q is not an absolute path", c.Root)
 	}
@@ -89,6 +103,15 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// commandTimeout is CommandTimeout parsed (Validate has checked it).
+func (c Config) commandTimeout() time.Duration {
+	d, err := time.ParseDuration(c.CommandTimeout)
+	if err != nil || d <= 0 {
+		return DefaultCommandTimeout
+	}
+	return d
 }
 
 // globalArgs are the flags given to every runsc invocation. --oci-seccomp is

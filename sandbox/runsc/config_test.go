@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestGlobalArgs(t *testing.T) {
@@ -32,6 +33,9 @@ func TestValidateRejects(t *testing.T) {
 		{Config{Flags: map[string]string{"allow-flag-override": "true"}}, "runsc.flags.allow-flag-override"},
 		{Config{Flags: map[string]string{"-x": "1"}}, "runsc.flags.-x"},
 		{Config{Flags: map[string]string{"a b": "1"}}, "runsc.flags.a b"},
+		{Config{CommandTimeout: "soon"}, "runsc.command_timeout"},
+		{Config{CommandTimeout: "-1s"}, "runsc.command_timeout"},
+		{Config{CommandTimeout: "0s"}, "runsc.command_timeout"},
 	} {
 		err := tc.c.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -40,5 +44,18 @@ func TestValidateRejects(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err != nil {
 		t.Errorf("empty config: %v", err)
+	}
+}
+
+func TestCommandTimeout(t *testing.T) {
+	if got := (Config{}).commandTimeout(); got != DefaultCommandTimeout {
+		t.Errorf("default command timeout %v, want %v", got, DefaultCommandTimeout)
+	}
+	c := Config{CommandTimeout: "1m30s"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.commandTimeout(); got != 90*time.Second {
+		t.Errorf("command_timeout 1m30s: %v", got)
 	}
 }

@@ -58,8 +58,9 @@ func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 
 // Pids lists the container's processes as gVisor's kernel numbers them
 // (runsc ps): they live in the sandbox, not in the host's pid namespace.
-func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.PidsResponse, retErr error) {
+	ctx, end := s.request(ctx, "runsc ps")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -76,8 +77,9 @@ func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 }
 
 // Pause freezes every process of the container in the sentry.
-func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypbEmpty, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (_ *emptypbEmpty, retErr error) {
+	ctx, end := s.request(ctx, "runsc pause")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -90,8 +92,9 @@ func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypbE
 }
 
 // Resume thaws a paused container.
-func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypbEmpty, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (_ *emptypbEmpty, retErr error) {
+	ctx, end := s.request(ctx, "runsc resume")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -111,8 +114,9 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 }
 
 // Kill signals the init (runsc kill, --all when asked) or an exec'd process.
-func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypbEmpty, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypbEmpty, retErr error) {
+	ctx, end := s.request(ctx, "runsc kill")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -206,8 +210,9 @@ func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 }
 
 // Update changes the container's resources (runsc update).
-func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypbEmpty, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (_ *emptypbEmpty, retErr error) {
+	ctx, end := s.request(ctx, "runsc update")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err

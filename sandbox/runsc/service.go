@@ -44,6 +44,9 @@ type Service struct {
 
 	mu         sync.Mutex
 	containers map[string]*container // guarded by mu
+	// creating holds a channel, closed when it returns, for each Create in
+	// flight; guarded by mu.
+	creating map[string]chan struct{}
 }
 
 var _ sandbox.Backend = (*Service)(nil)
@@ -70,6 +73,7 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 		events:     make(chan any, 128),
 		reaped:     reaper.Default.Subscribe(),
 		containers: map[string]*container{},
+		creating:   map[string]chan struct{}{},
 	}
 	if s.self, err = os.Executable(); err != nil {
 		platform.Close()
@@ -89,8 +93,20 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 		reaper.Default.Unsubscribe(s.reaped)
 		return errors.Join(s.oom.Close(), platform.Close())
 	})
+	// The shim exits when its shutdown callbacks have returned: publish
+	// what is queued first. containerd sends Shutdown right after a
+	// Delete, whose TaskDelete may still be on its way.
+	stop, flushed := make(chan struct{}), make(chan struct{})
+	env.Shutdown.RegisterCallback(func(ctx context.Context) error {
+		close(stop)
+		select {
+		case <-flushed:
+		case <-ctx.Done():
+		}
+		return nil
+	})
 	go s.processExits(ctx)
-	go s.forward(ctx)
+	go s.forward(ctx, stop, flushed)
 	return s, nil
 }
 
@@ -169,8 +185,10 @@ func (s *Service) send(e any) {
 }
 
 // forward publishes events in the order they were sent: containerd expects a
-// task's create, start, exit and delete in that order.
-func (s *Service) forward(ctx context.Context) {
+// task's create, start, exit and delete in that order. Once stop is closed
+// it publishes what is queued and closes flushed.
+func (s *Service) forward(ctx context.Context, stop <-chan struct{}, flushed chan<- struct{}) {
+	defer close(flushed)
 	ctx = context.WithoutCancel(ctx)
 	publish := func(e any) {
 		if err := s.env.Publisher.Publish(ctx, runtime.GetTopic(e), e); err != nil {
@@ -181,7 +199,7 @@ func (s *Service) forward(ctx context.Context) {
 		select {
 		case e := <-s.events:
 			publish(e)
-		case <-s.env.Shutdown.Done():
+		case <-stop:
 			for {
 				select {
 				case e := <-s.events:
@@ -196,20 +214,32 @@ func (s *Service) forward(ctx context.Context) {
 
 // Create runs `runsc create` for the bundle that the shim has already
 // enforced.
-func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, retErr error) {
+	ctx, end := s.request(ctx, "runsc create")
+	defer end(&retErr)
 	s.mu.Lock()
 	_, exists := s.containers[r.ID]
+	_, inFlight := s.creating[r.ID]
+	if !exists && !inFlight {
+		s.creating[r.ID] = make(chan struct{})
+	}
 	s.mu.Unlock()
-	if exists {
+	if exists || inFlight {
 		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
 	}
+	defer func() {
+		s.mu.Lock()
+		close(s.creating[r.ID])
+		delete(s.creating, r.ID)
+		s.mu.Unlock()
+	}()
 	// The sandbox process can die right after create; open the window first.
 	w := s.exits.watch(nil, "")
 	c, err := newContainer(ctx, s.client(r.Bundle), s.execClient(r.Bundle), s.platform, r, s.confined)
 	if err != nil {
 		s.exits.abandon(w, nil, "")
-		return nil, err
+		s.deleteFailed(ctx, r.ID, r.Bundle)
+		return nil, withDiskFull(r.Bundle, err)
 	}
 	s.mu.Lock()
 	s.containers[r.ID] = c
@@ -237,8 +267,9 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 }
 
 // Start starts the container's init or a created exec.
-func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAPI.StartResponse, retErr error) {
+	ctx, end := s.request(ctx, "runsc start")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -319,8 +350,12 @@ func (s *Service) handleExit(ctx context.Context, c *container, execID string, e
 }
 
 // Delete removes the container (runsc delete) or an exec'd process.
-func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *taskAPI.DeleteResponse, retErr error) {
+	ctx, end := s.request(ctx, "runsc delete")
+	defer end(&retErr)
+	if r.ExecID == "" {
+		s.waitCreate(ctx, r.ID)
+	}
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -357,8 +392,9 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 }
 
 // Exec creates (not starts) a process in the container.
-func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypbEmpty, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *emptypbEmpty, retErr error) {
+	ctx, end := s.request(ctx, "exec")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err

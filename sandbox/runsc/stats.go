@@ -1,8 +1,11 @@
 package runsc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
@@ -15,15 +18,16 @@ import (
 // events --stats), in the cgroup v1 metrics type that containerd's CRI and
 // `ctr task metrics` decode. The host cgroup of the sandbox would mix the
 // containers of a pod together.
-func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	ctx = s.rt(ctx)
+func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAPI.StatsResponse, retErr error) {
+	ctx, end := s.request(ctx, "runsc events --stats")
+	defer end(&retErr)
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.init.Runtime().Stats(ctx, c.id)
+	st, err := runscStats(ctx, c.init.Runtime(), s.cfg.Binary, c.id)
 	if err != nil {
-		return nil, fmt.Errorf("runsc events --stats: %w", err)
+		return nil, err
 	}
 	m := toMetrics(st)
 	if m.MemoryOomControl, err = sandboxOOMControl(c.init.Pid()); err != nil {
@@ -34,6 +38,37 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 		return nil, err
 	}
 	return &taskAPI.StatsResponse{Stats: typeurl.MarshalProto(any)}, nil
+}
+
+// runscStats runs `runsc events --stats id`. go-runc's Stats decodes stdout
+// and drops stderr and the exit status, so a runsc that fails reads as
+// "EOF"; this keeps runsc's message. binary is runsc itself, as for
+// runscWait: the command only asks the sandbox over its control socket.
+func runscStats(ctx context.Context, r *gorunc.Runc, binary, id string) (*gorunc.Stats, error) {
+	args := []string{}
+	if r.Root != "" {
+		args = append(args, "--root", r.Root)
+	}
+	args = append(append(args, r.ExtraArgs...), "events", "--stats", id)
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stdout, stderr limitedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	ec, err := gorunc.Monitor.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("runsc events --stats %s: %w", id, err)
+	}
+	status, err := gorunc.Monitor.Wait(cmd, ec)
+	if err == nil && status != 0 {
+		err = fmt.Errorf("exit status %d", status)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runsc events --stats %s: %w: %s", id, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var e gorunc.Event
+	if err := json.Unmarshal(stdout.Bytes(), &e); err != nil || e.Stats == nil {
+		return nil, fmt.Errorf("runsc events --stats %s: no stats in %q (%v)", id, stdout.Bytes(), err)
+	}
+	return e.Stats, nil
 }
 
 func toMetrics(st *gorunc.Stats) *v1.Metrics {

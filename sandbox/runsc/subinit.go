@@ -86,7 +86,7 @@ func (p *subInit) create(ctx context.Context) error {
 	}
 	defer null.Close()
 	if err := p.runtime.Create(ctx, p.id, p.bundle, &gorunc.CreateOpts{PidFile: pidFile, IO: null}); err != nil {
-		return fmt.Errorf("runsc create %s: %w", p.id, err)
+		return fmt.Errorf("runsc create %s: %w%s", p.id, err, lastRuntimeError(p.runtime.Log))
 	}
 	pid, err := gorunc.ReadPidFile(pidFile)
 	if err != nil {
@@ -162,15 +162,24 @@ func (p *subInit) Start(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, p.runtime.Command, args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	sio.set(cmd)
-	var out limitedBuffer
 	if cmd.Stderr == nil {
-		cmd.Stderr = &out
+		// /dev/null, not a pipe into a buffer: `runsc start` starts the
+		// container's gofer, which inherits the pipe and outlives it, and
+		// the wait for the copy to end would last until the gofer's exit.
+		// runsc's log has the error.
+		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			sio.closeAll()
+			return fmt.Errorf("runsc start %s: %w", p.id, err)
+		}
+		defer null.Close()
+		cmd.Stderr = null
 	}
 	ec, err := gorunc.Monitor.Start(cmd)
 	if err == nil {
 		var status int
 		if status, err = gorunc.Monitor.Wait(cmd, ec); err == nil && status != 0 {
-			err = fmt.Errorf("exit status %d: %s", status, out.Bytes())
+			err = fmt.Errorf("exit status %d%s", status, lastRuntimeError(p.runtime.Log))
 		}
 	}
 	if err != nil {

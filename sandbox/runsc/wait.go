@@ -29,10 +29,24 @@ func (s *Service) waitSubcontainer(ctx context.Context, c *container) {
 	ctx = context.WithoutCancel(ctx)
 	status, err := runscWait(ctx, s.client(c.bundle), s.cfg.Binary, c.id)
 	if err != nil {
-		log.G(ctx).WithError(err).WithField("id", c.id).Warn("runsc wait failed; reporting the container as killed")
+		log.G(ctx).WithError(err).WithField("id", c.id).Error("runsc wait failed; killing the container and reporting it killed")
+		s.killUnwatched(ctx, c)
 		status = sandboxGone
 	}
 	s.handleExit(ctx, c, "", gorunc.Exit{Pid: c.init.Pid(), Status: status, Timestamp: time.Now()})
+}
+
+// killUnwatched kills a pod container whose end Palisade can no longer
+// learn of. It is about to be reported ended; were it left running, the
+// report would be false, and an orchestrator that restarts it would run a
+// second copy next to it.
+func (s *Service) killUnwatched(ctx context.Context, c *container) {
+	ctx, cancel := s.bound(s.rt(ctx))
+	defer cancel()
+	err := c.init.Runtime().Kill(ctx, c.id, int(unix.SIGKILL), &gorunc.KillOpts{All: true})
+	if err != nil && !isNotExist(err) {
+		log.G(ctx).WithError(err).WithField("id", c.id).Error("kill a pod container that runsc wait lost")
+	}
 }
 
 // runscWait runs `runsc wait id`. It goes through go-runc's Monitor (the

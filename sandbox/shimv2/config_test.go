@@ -132,6 +132,46 @@ func TestParseStartResponse(t *testing.T) {
 	}
 }
 
+// TestWorkDirKeepsRequest: the downstream's `start` may read config.json
+// while the shim replaces it with the enforced spec (renamed aside, then
+// written anew); its work dir's link must keep showing a whole file.
+func TestWorkDirKeepsRequest(t *testing.T) {
+	bundle := t.TempDir()
+	spec := filepath.Join(bundle, "config.json")
+	if err := os.WriteFile(spec, []byte(`{"annotations":{"a":"b"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := prepareWorkDir(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(spec, filepath.Join(bundle, "config.request.json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prepareWorkDir(bundle); err != nil { // the bundle has no config.json now
+		t.Errorf("prepareWorkDir mid-replacement: %v", err)
+	}
+	if err := os.WriteFile(spec, nil, 0o600); err != nil { // created, not yet written
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err != nil || string(b) != `{"annotations":{"a":"b"}}` {
+		t.Errorf("work dir config.json mid-replacement: %q, %v", b, err)
+	}
+	if _, err := prepareWorkDir(bundle); err != nil {
+		t.Errorf("prepareWorkDir again: %v", err)
+	}
+	// Once enforced, the downstream's Create may only find the new spec.
+	if err := os.WriteFile(spec, []byte(`{"enforced":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := relinkSpec(bundle); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err != nil || string(b) != `{"enforced":true}` {
+		t.Errorf("work dir config.json after relinkSpec: %q, %v", b, err)
+	}
+}
+
 // TestStartCommand runs `start` against a stand-in shim (a script) and
 // checks what containerd would pass: flags, working directory, environment
 // and the bootstrap parameters on stdin.
@@ -146,7 +186,7 @@ func TestStartCommand(t *testing.T) {
 	}
 	shim := filepath.Join(dir, "containerd-shim-fake-v2")
 	script := "#!/bin/sh\necho \"$@\" > " + dir + "/args\npwd > " + dir + "/cwd\nenv > " + dir + "/env\n" +
-		"cat > " + dir + "/stdin\ntest -L config.json && test -L log || exit 9\nprintf unix:///run/fake/sock\n"
+		"cat > " + dir + "/stdin\ntest -f config.json && ! test -L config.json && test -L log || exit 9\nprintf unix:///run/fake/sock\n"
 	if err := os.WriteFile(shim, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

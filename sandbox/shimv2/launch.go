@@ -28,9 +28,10 @@ import (
 // A shim v2 keeps state in its working directory (the log FIFO it writes,
 // the "s" link to its socket directory, Kata's "address" file), and
 // Palisade's own shim already works in the bundle: sharing it would let
-// each shim's exit clean up the other's socket. The directory holds links to
-// the bundle's config.json (read by `start` for grouping) and log FIFO (so
-// the downstream's logs reach containerd like Palisade's).
+// each shim's exit clean up the other's socket. The directory holds a hard
+// link to the bundle's config.json (read by `start` for grouping) and a
+// symbolic one to its log FIFO (so the downstream's logs reach containerd
+// like Palisade's).
 const workDirName = "palisade-delegate"
 
 // Limits on the downstream's start and delete actions.
@@ -226,11 +227,40 @@ func prepareWorkDir(bundle string) (string, error) {
 	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("downstream shim work dir: %w", err)
 	}
-	for _, name := range []string{"config.json", "log"} {
-		err := os.Symlink(filepath.Join("..", name), filepath.Join(dir, name))
+	// A hard link to config.json, not a symbolic one: the first container's
+	// `start` runs while the shim replaces config.json with the enforced
+	// spec (the request renamed aside, a new file written), and through a
+	// symbolic link it could read a missing or half-written file. The
+	// link keeps the file it was made to; `start` reads only annotations,
+	// which enforcement does not change.
+	// A link made already stays: made early, it is the whole request, and
+	// the bundle's config.json may be mid-replacement now.
+	link := filepath.Join(dir, "config.json")
+	if _, err := os.Lstat(link); errors.Is(err, os.ErrNotExist) {
+		err := os.Link(filepath.Join(bundle, "config.json"), link)
 		if err != nil && !errors.Is(err, os.ErrExist) {
 			return "", fmt.Errorf("downstream shim work dir: %w", err)
 		}
 	}
+	if err := os.Symlink(filepath.Join("..", "log"), filepath.Join(dir, "log")); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("downstream shim work dir: %w", err)
+	}
 	return dir, nil
+}
+
+// relinkSpec points the work dir's config.json at the bundle's current one,
+// the enforced spec, before the downstream creates the container: the link
+// made for the first container's early `start` still names the request,
+// and nothing of the downstream may read that one from here on.
+func relinkSpec(bundle string) error {
+	dir := filepath.Join(bundle, workDirName)
+	tmp := filepath.Join(dir, "config.json.tmp")
+	_ = os.Remove(tmp)
+	if err := os.Link(filepath.Join(bundle, "config.json"), tmp); err != nil {
+		return fmt.Errorf("downstream shim work dir: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "config.json")); err != nil {
+		return fmt.Errorf("downstream shim work dir: %w", err)
+	}
+	return nil
 }

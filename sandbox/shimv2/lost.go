@@ -236,6 +236,9 @@ func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 // Delete forwards, or deletes a reclaimed container's record and publishes
 // the TaskDelete its dead downstream cannot.
 func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	if r.ExecID == "" {
+		s.waitCreate(ctx, r.ID)
+	}
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err

@@ -51,6 +51,9 @@ type Service struct {
 	// when the backend is built; taken by that container's Create. Guarded
 	// by mu.
 	pre *prestart
+	// shutdownAsked is set when containerd asked the shim to exit while it
+	// still had containers; guarded by mu.
+	shutdownAsked bool
 }
 
 // prestart is a downstream `start` and connection made ahead of Create.
@@ -66,9 +69,11 @@ var _ sandbox.Backend = (*Service)(nil)
 // container is one container served by a downstream shim.
 type container struct {
 	id, bundle string
-	cn         *conn
-	created    bool
-	procs      map[string]*proc // by exec id; "" is the init process
+	// creating is closed when the container's Create has returned.
+	creating chan struct{}
+	cn       *conn
+	created  bool
+	procs    map[string]*proc // by exec id; "" is the init process
 	// lost is set once the downstream shim died and the container was
 	// reclaimed; the shim then answers for it (see lost.go).
 	lost *exitInfo
@@ -143,6 +148,11 @@ func (s *Service) startEarly() {
 	if err != nil {
 		return
 	}
+	// The work dir, with its link to config.json, is made now, before
+	// the shim replaces config.json with the enforced spec: the link keeps
+	// the request whole while the new file is written (see prepareWorkDir).
+	// An error here is start's to report.
+	_, _ = prepareWorkDir(bundle)
 	pre := &prestart{id: filepath.Base(bundle), done: make(chan struct{})}
 	s.pre = pre
 	go func() {
@@ -200,7 +210,8 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 			return nil, err
 		}
 	}
-	c := &container{id: r.ID, bundle: r.Bundle, procs: map[string]*proc{}}
+	c := &container{id: r.ID, bundle: r.Bundle, creating: make(chan struct{}), procs: map[string]*proc{}}
+	defer close(c.creating)
 	s.mu.Lock()
 	if _, ok := s.containers[r.ID]; ok {
 		s.mu.Unlock()
@@ -213,11 +224,58 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		if c.cn != nil && c.cn.isClosed() {
 			// The recovery of a dead downstream reclaims this container too.
 			c.cn.waitRecovered(ctx)
+		} else if c.cn != nil {
+			s.reclaimFailed(ctx, c)
 		}
 		s.forget(c.id)
+		s.shutdownIfAbandoned()
 		return nil, err
 	}
 	return resp, nil
+}
+
+// waitCreate waits for an in-flight Create of container id to return.
+// containerd, once it has given up on a Create at its deadline, deletes the
+// container and removes its bundle at once; answering before the failing
+// Create has reclaimed what it left would race that cleanup (the bundle is
+// left behind half removed, and the id cannot be used again).
+func (s *Service) waitCreate(ctx context.Context, id string) {
+	s.mu.Lock()
+	c := s.containers[id]
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	select {
+	case <-c.creating:
+	case <-ctx.Done():
+	}
+}
+
+// shutdownIfAbandoned ends a shim left serving nothing by a failed Create
+// that containerd had given up on. containerd cleans up at its own
+// deadline, when the Create here may still run: its Delete finds the
+// container still being created, and its Shutdown leaves the shim serving
+// it. Nobody asks again once the Create has failed.
+func (s *Service) shutdownIfAbandoned() {
+	s.mu.Lock()
+	exit := s.shutdownAsked && len(s.containers) == 0
+	s.mu.Unlock()
+	if exit {
+		s.env.Shutdown.Shutdown()
+	}
+}
+
+// reclaimFailed runs the downstream's own `delete` for a container whose
+// Create it failed: its runtime may have created the container before it
+// failed (containerd-shim-runc-v2 leaves runc's state and `runc init`),
+// and the downstream, which still serves the pod, will not. Only that
+// container goes: the downstream shim lives on. The request's deadline may
+// be what failed the Create, so the delete has its own.
+func (s *Service) reclaimFailed(ctx context.Context, c *container) {
+	if _, err := s.launch.delete(context.WithoutCancel(ctx), c.id, c.bundle); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("reclaim the container of a failed create")
+	}
 }
 
 func (s *Service) create(ctx context.Context, c *container, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
@@ -232,6 +290,9 @@ func (s *Service) create(ctx context.Context, c *container, r *taskAPI.CreateTas
 		GRPCAddress: s.env.GRPCAddress, TTRPCAddress: s.env.TTRPCAddress, Address: cn.address,
 		SocketDir: s.launch.socketDir, Profile: s.launch.profile, Pid: cn.pid, PidStart: cn.pidStart}); err != nil {
 		return nil, fmt.Errorf("record the downstream shim in the bundle: %w", err)
+	}
+	if err := relinkSpec(r.Bundle); err != nil {
+		return nil, err
 	}
 	fr := proto.Clone(r).(*taskAPI.CreateTaskRequest)
 	fr.Options = s.launch.opts // nil for options_type "none", as containerd sends none
@@ -333,6 +394,7 @@ func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypbEmpty, error) {
 	s.mu.Lock()
 	n := len(s.containers)
+	s.shutdownAsked = n > 0
 	s.mu.Unlock()
 	if n == 0 {
 		s.env.Shutdown.Shutdown()
