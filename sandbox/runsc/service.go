@@ -374,6 +374,9 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 		delete(s.containers, r.ID)
 		s.mu.Unlock()
 		s.exits.forget(c)
+		if err := markDeleted(c.bundle); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("record the deletion in the bundle; shim delete will redo it")
+		}
 		if err := removeStaleLocks(c.init.Runtime().Root, c.id); err != nil {
 			log.G(ctx).WithError(err).WithField("id", c.id).Warn("remove runsc's stale lock files")
 		}

@@ -116,8 +116,11 @@ func (cl Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sa
 	// The shim that would have reaped runsc is gone: this process is runsc's
 	// parent now, so the default exec.Cmd wait is right here.
 	r.PdeathSignal = 0
-	if err := r.Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
-		log.G(ctx).WithError(err).WithField("id", id).Warn("runsc delete --force")
+	// After a clean exit the shim has deleted it in runsc already.
+	if !wasDeleted(bundle) {
+		if err := r.Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("runsc delete --force")
+		}
 	}
 	if err := removeStaleLocks(r.Root, id); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Warn("remove runsc's stale lock files")
