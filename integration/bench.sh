@@ -1,88 +1,156 @@
 #!/usr/bin/env bash
-# make bench: start-to-exit latency and shim memory, side by side in one run.
+# make bench: Palisade against containerd-shim-runc-v2 driving the same runsc,
+# side by side in one run, interleaved, on a private containerd. It writes
+# docs/benchmarks.md and docs/benchmarks.png (integration/bench, from the
+# samples measured here) and prints the same tables.
 #
-#   P1  `ctr run --rm` of busybox /bin/true, interleaved A/B/C/D per round:
-#       palisade        Palisade + runsc, handler "gvisor" (the default floor)
-#       palisade-open   Palisade + runsc, a handler with no floor
-#       runcshim-runsc  containerd-shim-runc-v2 driving the same runsc
-#       runcshim-runsc-rd  the same with containerd's default seccomp profile
-#                       (ctr --seccomp) and runsc --oci-seccomp (a wrapper:
-#                       without the flag runsc ignores the profile), the
-#                       cost a RuntimeDefault pod would pay there
-#       raw-runsc       `runsc run` on a prepared bundle (no containerd)
-#   RSS of the shim with one running container, Palisade vs the runc shim.
+#   P1  start-to-exit: `ctr run --rm` of busybox /bin/true, one round = one
+#       run of each, in this order:
+#         palisade           Palisade + runsc, the shipped gvisor floor
+#         palisade-strict    the shipped gvisor-strict floor (P3)
+#         palisade-open      a handler with no floor
+#         runcshim-runsc     containerd-shim-runc-v2 driving the same runsc
+#         runcshim-runsc-rd  the same with containerd's default seccomp
+#                            profile and runsc --oci-seccomp (a wrapper:
+#                            without the flag runsc ignores the profile)
+#         raw-runsc          `runsc run` on a prepared bundle, no containerd
+#   P2  memory: RSS and PSS of the shim, and of what runs under it (runsc's
+#       sandbox and gofers), with 1 and 10 containers in one pod.
+#   P3  the policy and shim Go benchmarks, and P1's strict/open ratio.
+#   P4  density: PODS pods started in parallel through CRI (crictl runp,
+#       create, start), then removed; the leak check after (a go test,
+#       integration/bench_density_test.go).
+#   P5  exec latency: `ctr task exec` of /bin/true into a running container.
+#   and the shim v2 delegate (backend = "shim") against containerd-shim-runc-v2.
 #
-# Ratios are of medians from the same run; the machine is noisy, so only ratios
-# are compared. ROUNDS (default 15) sets the sample count.
+# Knobs: ROUNDS (P1, default 15), EXEC_ROUNDS (P5, default 2*ROUNDS),
+# MEM_ROUNDS (P2, default 3), PODS (P4, default 50), POD_ROUNDS (P4, default
+# 2), BENCH_OUT (default docs/), BENCH_DATA (a directory that keeps the raw
+# samples), BENCH_SKIP (comma list of p1 p2 p3 p4 p5 delegate, to develop
+# one part). On a shared machine only ratios from one run mean much; the
+# report records the load average before and after.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tools=${PALISADE_TOOLS_BIN:-$repo/_tools/bin}
 bin=${PALISADE_BIN:-$repo/bin}
 rounds=${ROUNDS:-15}
+exec_rounds=${EXEC_ROUNDS:-$((2 * rounds))}
+mem_rounds=${MEM_ROUNDS:-3}
+pods=${PODS:-50}
+pod_rounds=${POD_ROUNDS:-2}
+out=${BENCH_OUT:-$repo/docs}
+skip=",${BENCH_SKIP:-},"
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root" >&2; exit 1; }
+want() { [[ $skip != *",$1,"* ]]; }
 
-work=$(mktemp -d /tmp/palisade-bench.XXXXXX)
+# Short: containerd refuses a shim socket_dir longer than 38 bytes. Its name
+# is also the containerd namespace, so that the cgroups are this run's own.
+work=$(mktemp -d /tmp/pal-bench.XXXXXX)
+ns=$(basename "$work")
 sock=$work/c.sock
+data=${BENCH_DATA:-$work/data} # the samples; BENCH_DATA keeps them after the run
+mkdir -p "$data" "$out"
+rm -f "$data/samples.tsv" "$data/meta.tsv" "$data/gobench.txt"
+samples=$data/samples.tsv
+: >"$samples"
 export PATH=$bin:$tools:$PATH
+C="ctr --address $sock -n $ns"
+started=$(date +%s)
+
+sample() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$samples"; } # metric series value
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$data/meta.tsv"; }
+meta command "ROUNDS=$rounds EXEC_ROUNDS=$exec_rounds MEM_ROUNDS=$mem_rounds PODS=$pods POD_ROUNDS=$pod_rounds${BENCH_SKIP:+ BENCH_SKIP=$BENCH_SKIP} bash integration/bench.sh"
+meta loadavg_before "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+meta palisade "$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
+meta containerd "$(containerd --version | awk '{print $3}')"
+meta runsc "$(runsc --version 2>/dev/null | head -1 | sed 's/^runsc version //')"
+
+cpid=
+stop_containerd() {
+	[ -n "$cpid" ] || return 0
+	kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
+	cpid=
+}
+# remove_all kills every task of the namespace (pod sandboxes first: runsc
+# cannot signal a pod container whose sandbox is gone, and killing the sandbox
+# ends its containers) and deletes every container.
+remove_all() {
+	local ids id
+	ids=$($C containers ls -q 2>/dev/null) || return 0
+	for id in $(grep '^sbx-' <<<"$ids") $(grep -v '^sbx-' <<<"$ids"); do
+		$C task kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+	done
+	for id in $ids; do
+		for _ in $(seq 50); do
+			$C task rm -f "$id" >/dev/null 2>&1 && break
+			$C task ls -q 2>/dev/null | grep -qx "$id" || break
+			sleep 0.1
+		done
+		$C containers rm "$id" >/dev/null 2>&1 || true
+	done
+}
 cleanup() {
 	set +e
-	for id in rss-p rss-r; do
-		ctr --address "$sock" -n bench task kill -s SIGKILL $id >/dev/null 2>&1
-		sleep 0.3
-		ctr --address "$sock" -n bench task rm -f $id >/dev/null 2>&1
-		ctr --address "$sock" -n bench container rm $id >/dev/null 2>&1
-	done
-	[ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
+	[ -n "$cpid" ] && remove_all
+	stop_containerd
+	# Whatever still runs with this run's directory in its command line (a
+	# shim, a runsc sandbox or gofer) is this run's, after a failure.
+	local left
+	left=$(pgrep -f -- "$work")
+	[ -z "$left" ] || { echo "bench: killing what is left: $left" >&2; kill -9 $left; sleep 0.5; }
 	awk -v w="$work" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+	for d in $(find /sys/fs/cgroup/*/"$ns" -depth -type d 2>/dev/null); do rmdir "$d" 2>/dev/null; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-cat >"$work/palisade.toml" <<TOML
-default_handler = "gvisor"
-[handlers.gvisor]
-backend = "runsc"
-[handlers.gvisor.runsc]
-binary = "$tools/runsc"
-root = "$work/runsc-palisade"
-[handlers.gvisor.policy]
-seccomp = "runtime-default"
-no_new_privileges = true
-[handlers.gvisor.policy.capabilities]
-ceiling = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
-drop = ["CAP_NET_RAW"]
-TOML
-cat >"$work/open.toml" <<TOML
-[handlers.open]
-backend = "runsc"
-[handlers.open.runsc]
-binary = "$tools/runsc"
-root = "$work/runsc-open"
-TOML
+bold() { printf '\n== %s\n' "$*"; }
+stats() { # metric series -> "median min max n"
+	awk -v m="$1" -v s="$2" -F'\t' '$1 == m && $2 == s {print $3}' "$samples" | sort -g |
+		awk '{v[NR]=$1} END {if (!NR) {print "- - - 0"; exit}; m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.1f %.1f %.1f %d\n", m, v[1], v[NR], NR}'
+}
+median() { stats "$1" "$2" | cut -d' ' -f1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0) print "-"; else printf "%.3f", a / b}'; }
+table() { # metric unit series...
+	local m=$1 u=$2 s
+	shift 2
+	printf '  %-22s %9s %9s %9s %4s\n' "($u)" median min max n
+	for s in "$@"; do printf '  %-22s %9s %9s %9s %4s\n' "$s" $(stats "$m" "$s"); done
+}
+
 cat >"$work/containerd.toml" <<TOML
 version = 3
 root = "$work/root"
 state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri"]
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
   address = "$sock"
 [ttrpc]
   address = "$sock.ttrpc"
 [plugins.'io.containerd.internal.v1.opt']
   path = "$work/opt"
+[plugins.'io.containerd.shim.v1.manager']
+  socket_dir = "$work/s"
 TOML
-containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
-cpid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+
+# Palisade's handlers, from the repo's config.toml (see bench/handlers.py);
+# strict_drop is what ctr's default capabilities have above the strict ceiling.
+mapfile -t strict_drop < <(python3 "$repo/integration/bench/handlers.py" "$repo/config.toml" "$tools/runsc" "$work/runsc-palisade" "$work")
+strict_flags=()
+for c in "${strict_drop[@]}"; do strict_flags+=(--cap-drop "$c"); done
 
 rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,proc,sys,dev,tmp,etc}
-cp /bin/busybox "$rootfs/bin/busybox"
-for a in sh true sleep; do ln "$rootfs/bin/busybox" "$rootfs/bin/$a"; done
+mkrootfs() { # dir: a busybox rootfs
+	mkdir -p "$1"/{bin,proc,sys,dev,tmp,etc}
+	cp /bin/busybox "$1/bin/busybox"
+	for a in sh true sleep; do ln -f "$1/bin/busybox" "$1/bin/$a"; done
+}
+mkrootfs "$rootfs"
 
 # The raw runsc bundle: the same rootfs, /bin/true, no terminal.
 mkdir -p "$work/bundle"
-(cd "$work/bundle" && runc spec --rootless >/dev/null 2>&1 || runc spec)
+(cd "$work/bundle" && runc spec)
 python3 - "$work/bundle/config.json" "$rootfs" <<'PY'
 import json, sys
 p, rootfs = sys.argv[1], sys.argv[2]
@@ -90,143 +158,207 @@ s = json.load(open(p))
 s["process"]["args"] = ["/bin/true"]
 s["process"]["terminal"] = False
 s["root"] = {"path": rootfs, "readonly": False}
-s["linux"].pop("uidMappings", None); s["linux"].pop("gidMappings", None)
-s["linux"]["namespaces"] = [n for n in s["linux"]["namespaces"] if n["type"] != "user"]
 json.dump(s, open(p, "w"))
 PY
-
 printf '#!/bin/sh\nexec %s --oci-seccomp "$@"\n' "$tools/runsc" >"$work/runsc-oci-seccomp"
 chmod +x "$work/runsc-oci-seccomp"
 
-C="ctr --address $sock -n bench"
+containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
+cpid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+
+pal() { echo --runtime io.containerd.palisade.v2 --runtime-config-path "$work/$1.toml"; }
+peer="--runc-binary $tools/runsc --runc-root $work/runsc-peer"
 now() { date +%s%N; }
-run_one() { # name id -> prints elapsed ms
-	local name=$1 id=$2 t0 t1
+timed() { # metric series cmd... -> records elapsed ms; fails the run on error
+	local m=$1 s=$2 t0 t1
+	shift 2
 	t0=$(now)
-	case $name in
-	palisade) $C run --rm --runtime io.containerd.palisade.v2 --runtime-config-path "$work/palisade.toml" --rootfs "$rootfs" "$id" /bin/true ;;
-	palisade-open) $C run --rm --runtime io.containerd.palisade.v2 --runtime-config-path "$work/open.toml" --rootfs "$rootfs" "$id" /bin/true ;;
-	runcshim-runsc) $C run --rm --runc-binary "$tools/runsc" --runc-root "$work/runsc-peer" --rootfs "$rootfs" "$id" /bin/true ;;
-	runcshim-runsc-rd) $C run --rm --seccomp --runc-binary "$work/runsc-oci-seccomp" --runc-root "$work/runsc-peer" --rootfs "$rootfs" "$id" /bin/true ;;
-	raw-runsc) runsc --root "$work/runsc-raw" run --bundle "$work/bundle" "$id" ;;
-	esac >/dev/null 2>"$work/err" || { echo "bench: $name failed: $(cat "$work/err")" >&2; exit 1; }
+	"$@" >/dev/null 2>"$work/err" || { echo "bench: $s: $* failed: $(cat "$work/err")" >&2; exit 1; }
 	t1=$(now)
-	echo $(((t1 - t0) / 1000))
+	sample "$m" "$s" "$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.1f", d / 1e6}')"
 }
 
-names="palisade palisade-open runcshim-runsc runcshim-runsc-rd raw-runsc"
-for n in $names; do run_one "$n" "warm-$n" >/dev/null; done # warm caches
-for r in $(seq "$rounds"); do
-	for n in $names; do
-		echo "$n $(run_one "$n" "b$r-$n")" >>"$work/p1"
+run_p1() { # name id
+	case $1 in
+	palisade) $C run --rm $(pal gvisor) --rootfs "$rootfs" "$2" /bin/true ;;
+	palisade-strict) $C run --rm $(pal strict) "${strict_flags[@]}" --rootfs "$rootfs" "$2" /bin/true ;;
+	palisade-open) $C run --rm $(pal open) --rootfs "$rootfs" "$2" /bin/true ;;
+	runcshim-runsc) $C run --rm $peer --rootfs "$rootfs" "$2" /bin/true ;;
+	runcshim-runsc-rd) $C run --rm --seccomp --runc-binary "$work/runsc-oci-seccomp" --runc-root "$work/runsc-peer" --rootfs "$rootfs" "$2" /bin/true ;;
+	raw-runsc) runsc --root "$work/runsc-raw" run --bundle "$work/bundle" "$2" ;;
+	esac
+}
+p1_names="palisade palisade-strict palisade-open runcshim-runsc runcshim-runsc-rd raw-runsc"
+if want p1; then
+	for n in $p1_names; do timed warm "$n" run_p1 "$n" "warm-$n"; done
+	for r in $(seq "$rounds"); do
+		for n in $p1_names; do timed p1 "$n" run_p1 "$n" "p1-$r-$n"; done
 	done
-done
+	bold "P1 start-to-exit, ctr run --rm busybox /bin/true, $rounds rounds interleaved"
+	table p1 ms $p1_names
+	echo "  palisade/runcshim-runsc        $(ratio "$(median p1 palisade)" "$(median p1 runcshim-runsc)")  (target <= 1.00)"
+	echo "  palisade/raw-runsc             $(ratio "$(median p1 palisade)" "$(median p1 raw-runsc)")  (target <= 1.15)"
+	echo "  palisade/runcshim-runsc-rd     $(ratio "$(median p1 palisade)" "$(median p1 runcshim-runsc-rd)")  (both with a default seccomp profile)"
+	echo "  palisade-strict/palisade-open  $(ratio "$(median p1 palisade-strict)" "$(median p1 palisade-open)")  (P3, target <= 1.02)"
+fi
 
-stats() { # name -> "median min max" in ms
-	awk -v n="$1" '$1 == n {print $2}' "$work/p1" | sort -n | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.1f %.1f %.1f", m/1000, v[1]/1000, v[NR]/1000}'
-}
-echo "P1 start-to-exit, ctr run --rm busybox /bin/true, $rounds rounds interleaved (ms)"
-printf '  %-16s %8s %8s %8s\n' runtime median min max
-for n in $names; do
-	read -r m lo hi <<<"$(stats "$n")"
-	printf '  %-16s %8s %8s %8s\n' "$n" "$m" "$lo" "$hi"
-	eval "med_${n//-/_}=$m"
-done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
-echo "  palisade/runcshim-runsc      = $(ratio "$med_palisade" "$med_runcshim_runsc")  (target <= 1.00)"
-echo "  palisade/raw-runsc           = $(ratio "$med_palisade" "$med_raw_runsc")  (target <= 1.15)"
-echo "  palisade-open/runcshim-runsc = $(ratio "$med_palisade_open" "$med_runcshim_runsc")"
-echo "  palisade/runcshim-runsc-rd   = $(ratio "$med_palisade" "$med_runcshim_runsc_rd")  (both with the default seccomp profile)"
-echo "  palisade/palisade-open       = $(ratio "$med_palisade" "$med_palisade_open")  (cost of the floor)"
-
-# RSS and PSS of each shim with one running container.
-$C run -d --runtime io.containerd.palisade.v2 --runtime-config-path "$work/palisade.toml" --rootfs "$rootfs" rss-p /bin/sleep 600 >/dev/null
-$C run -d --runc-binary "$tools/runsc" --runc-root "$work/runsc-peer" --rootfs "$rootfs" rss-r /bin/sleep 600 >/dev/null
-sleep 2
-mem() { # pattern -> "rss_kb pss_kb"
-	local pid
-	pid=$(pgrep -f "$1" | head -1)
-	echo "$(awk '/^VmRSS/ {print $2}' /proc/"$pid"/status) $(awk '/^Pss:/ {print $2}' /proc/"$pid"/smaps_rollup)"
-}
-read -r prss ppss <<<"$(mem "containerd-shim-palisade-v2 .*-id rss-p")"
-read -r rrss rpss <<<"$(mem "containerd-shim-runc-v2 .*-id rss-r")"
-echo "Shim memory with one running container (KiB)"
-printf '  %-26s RSS %7s  PSS %7s\n' containerd-shim-palisade-v2 "$prss" "$ppss" containerd-shim-runc-v2 "$rrss" "$rpss"
-echo "  palisade/runc-shim RSS = $(ratio "$prss" "$rrss")"
-
-# --- The shim v2 delegate (backend = "shim", the Kata backend's code) ---
-#   P1  `ctr run --rm` of busybox /bin/true, interleaved per round:
-#       delegate        Palisade -> containerd-shim-runc-v2 -> runc, default floor
-#       delegate-open   the same, a handler with no floor
-#       runcshim-runc   containerd-shim-runc-v2 -> runc directly (ctr --runc-binary)
-#       runcshim-runc-seccomp  the same with containerd's default seccomp
-#                       profile (ctr --seccomp), the floor's counterpart
-#   RSS the Palisade shim adds in front of containerd-shim-runc-v2, one running
-#   container each.
-cleanup_delegate() {
-	set +e
-	for id in rss-d rss-x; do
-		ctr --address "$sock" -n bench task kill -s SIGKILL $id >/dev/null 2>&1
-		sleep 0.3
-		ctr --address "$sock" -n bench task rm -f $id >/dev/null 2>&1
-		ctr --address "$sock" -n bench container rm $id >/dev/null 2>&1
+# P5: exec into a running container, one per runtime.
+if want p5; then
+	# IDs end in -ex: runsc takes an ID that prefixes another one in its
+	# root as ambiguous, and these live side by side.
+	$C run -d $(pal gvisor) --rootfs "$rootfs" palisade-ex /bin/sleep 600 >/dev/null 2>&1
+	$C run -d $(pal open) --rootfs "$rootfs" palisade-open-ex /bin/sleep 600 >/dev/null 2>&1
+	$C run -d $peer --rootfs "$rootfs" runcshim-runsc-ex /bin/sleep 600 >/dev/null 2>&1
+	$C run -d --seccomp --runc-binary "$work/runsc-oci-seccomp" --runc-root "$work/runsc-peer" --rootfs "$rootfs" runcshim-runsc-rd-ex /bin/sleep 600 >/dev/null 2>&1
+	p5_names="palisade palisade-open runcshim-runsc runcshim-runsc-rd"
+	for n in $p5_names; do timed warm "exec-$n" $C task exec --exec-id w "$n-ex" /bin/true; done
+	for r in $(seq "$exec_rounds"); do
+		for n in $p5_names; do timed p5 "$n" $C task exec --exec-id "e$r" "$n-ex" /bin/true; done
 	done
-}
-trap 'cleanup_delegate; cleanup' EXIT
-delegate_toml() { # name policy-body
-	cat <<TOML
-[handlers.$1]
-backend = "shim"
-[handlers.$1.shim]
-binary = "$tools/containerd-shim-runc-v2"
-options_type = "runc"
-binary_name = "$tools/runc"
-root = "$work/runc-delegate"
-[handlers.$1.policy]
-$2
-TOML
-}
-delegate_toml delegate "$(sed -n '/^\[handlers.gvisor.policy\]/,$p' "$work/palisade.toml" | tail -n +2 |
-	sed 's/handlers\.gvisor\./handlers.delegate./')" >"$work/delegate.toml"
-delegate_toml open "" >"$work/delegate-open.toml"
-run_delegate() { # name id -> prints elapsed ms
-	local name=$1 id=$2 t0 t1
-	t0=$(now)
-	case $name in
-	delegate) $C run --rm --runtime io.containerd.palisade.v2 --runtime-config-path "$work/delegate.toml" --rootfs "$rootfs" "$id" /bin/true ;;
-	delegate-open) $C run --rm --runtime io.containerd.palisade.v2 --runtime-config-path "$work/delegate-open.toml" --rootfs "$rootfs" "$id" /bin/true ;;
-	runcshim-runc) $C run --rm --runc-binary "$tools/runc" --runc-root "$work/runc-direct" --rootfs "$rootfs" "$id" /bin/true ;;
-	runcshim-runc-seccomp) $C run --rm --seccomp --runc-binary "$tools/runc" --runc-root "$work/runc-direct" --rootfs "$rootfs" "$id" /bin/true ;;
-	esac >/dev/null 2>"$work/err" || { echo "bench: $name failed: $(cat "$work/err")" >&2; exit 1; }
-	t1=$(now)
-	echo $(((t1 - t0) / 1000))
-}
-dnames="delegate delegate-open runcshim-runc runcshim-runc-seccomp"
-for n in $dnames; do run_delegate "$n" "warm-$n" >/dev/null; done
-for r in $(seq "$rounds"); do
-	for n in $dnames; do
-		echo "$n $(run_delegate "$n" "d$r-$n")" >>"$work/p1"
-	done
-done
-echo "P1 through the delegate, ctr run --rm busybox /bin/true, $rounds rounds interleaved (ms)"
-printf '  %-22s %8s %8s %8s\n' runtime median min max
-for n in $dnames; do
-	read -r m lo hi <<<"$(stats "$n")"
-	printf '  %-22s %8s %8s %8s\n' "$n" "$m" "$lo" "$hi"
-	eval "med_${n//-/_}=$m"
-done
-echo "  delegate-open/runcshim-runc      = $(ratio "$med_delegate_open" "$med_runcshim_runc")  (the delegate, no floor either side; target <= 1.10)"
-echo "  delegate/runcshim-runc-seccomp   = $(ratio "$med_delegate" "$med_runcshim_runc_seccomp")  (the delegate with its floor vs a default seccomp profile)"
-echo "  delegate/runcshim-runc           = $(ratio "$med_delegate" "$med_runcshim_runc")"
+	bold "P5 exec latency, ctr task exec /bin/true into a running container, $exec_rounds rounds interleaved"
+	table p5 ms $p5_names
+	echo "  palisade/runcshim-runsc        $(ratio "$(median p5 palisade)" "$(median p5 runcshim-runsc)")"
+	echo "  palisade/runcshim-runsc-rd     $(ratio "$(median p5 palisade)" "$(median p5 runcshim-runsc-rd)")  (both with a default seccomp profile)"
+	remove_all
+fi
 
-$C run -d --runtime io.containerd.palisade.v2 --runtime-config-path "$work/delegate.toml" --rootfs "$rootfs" rss-d /bin/sleep 600 >/dev/null
-$C run -d --runc-binary "$tools/runc" --runc-root "$work/runc-direct" --rootfs "$rootfs" rss-x /bin/sleep 600 >/dev/null
-sleep 2
-read -r drss dpss <<<"$(mem "containerd-shim-palisade-v2 .*-id rss-d")"
-read -r srss spss <<<"$(mem "containerd-shim-runc-v2 .*-id rss-d")"
-read -r xrss xpss <<<"$(mem "containerd-shim-runc-v2 .*-id rss-x")"
-echo "Shim memory through the delegate, one running container (KiB)"
-printf '  %-36s RSS %7s  PSS %7s\n' "containerd-shim-palisade-v2 (added)" "$drss" "$dpss" \
-	"containerd-shim-runc-v2 behind it" "$srss" "$spss" "containerd-shim-runc-v2 alone" "$xrss" "$xpss"
-echo "  (delegate pair)/(runc shim alone) RSS = $(ratio "$((drss + srss))" "$xrss")"
-cleanup_delegate
+# P2: memory of one pod, 1 and 10 containers. The pod's first container is
+# its sandbox; the others join it (the CRI annotations, which both shims and
+# runsc read to group). They get a terminal: containerd-shim-runc-v2 cannot
+# start a pod container without one on runsc (runsc start hands its own
+# stdio to the container, and go-runc waits for EOF on it). Palisade runs
+# the pod a second time without terminals, as CRI runs ordinary pods.
+shim_pid() { pgrep -f "containerd-shim-(palisade|runc)-v2 -namespace $ns -id $1 " | head -1; }
+descendants() { # pid -> pids below it
+	ps -e -o pid=,ppid= | awk -v root="$1" '{kids[$2] = kids[$2] " " $1} END {
+		n = split(kids[root], q, " "); for (i = 1; i <= n; i++) {print q[i]; m = split(kids[q[i]], k, " "); for (j = 1; j <= m; j++) q[++n] = k[j]}}'
+}
+memsum() { # pids -> "rss_kb pss_kb pss_anon_kb"
+	local p
+	for p in "$@"; do cat "/proc/$p/smaps_rollup" 2>/dev/null; done |
+		awk '/^Rss:/ {r += $2} /^Pss:/ {p += $2} /^Pss_Anon:/ {a += $2} END {printf "%d %d %d\n", r, p, a}'
+}
+# Pss_Anon is kept apart: PSS also shares a binary's pages with processes
+# outside the bench (other runc shims on the host), Pss_Anon is the shim's own.
+p2_measure() { # series count sandbox-id
+	local shim rss pss anon
+	sleep 1
+	shim=$(shim_pid "$3")
+	read -r rss pss anon <<<"$(memsum "$shim")"
+	sample "p2-shim-rss-$2" "$1" "$rss"
+	sample "p2-shim-pss-$2" "$1" "$pss"
+	sample "p2-shim-anon-$2" "$1" "$anon"
+	read -r rss pss anon <<<"$(memsum $(descendants "$shim"))"
+	sample "p2-sandbox-rss-$2" "$1" "$rss"
+	sample "p2-sandbox-pss-$2" "$1" "$pss"
+	sample "p2-sandbox-anon-$2" "$1" "$anon"
+	sample "p2-procs-$2" "$1" "$(descendants "$shim" | wc -l)"
+}
+p2_pod() { # series round
+	local s=$1 sbx=sbx-$1-$2 rt tty=() i
+	case $s in
+	palisade) rt=$(pal gvisor) tty=(-t) ;;
+	palisade-notty) rt=$(pal gvisor) ;;
+	runcshim-runsc) rt=$peer tty=(-t) ;;
+	esac
+	mkrootfs "$work/rf/$sbx"
+	$C run -d $rt --annotation io.kubernetes.cri.container-type=sandbox --annotation "io.kubernetes.cri.sandbox-id=$sbx" \
+		--rootfs "$work/rf/$sbx" "$sbx" /bin/sleep 600 >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+	p2_measure "$s" 1 "$sbx"
+	for i in $(seq 2 10); do
+		mkrootfs "$work/rf/$sbx-$i" # runsc: one rootfs per container of a sandbox
+		# script(1) gives ctr the terminal that -t needs.
+		script -qec "$C run -d ${tty[*]} $rt --annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=$sbx --rootfs $work/rf/$sbx-$i c$i-$sbx /bin/sleep 600" /dev/null >"$work/err" 2>&1 </dev/null ||
+			{ cat "$work/err" >&2; exit 1; }
+	done
+	p2_measure "$s" 10 "$sbx"
+	remove_all
+	rm -rf "$work/rf"
+}
+if want p2; then
+	p2_names="palisade runcshim-runsc palisade-notty"
+	for r in $(seq "$mem_rounds"); do for n in $p2_names; do p2_pod "$n" "$r"; done; done
+	bold "P2 memory of one pod, median of $mem_rounds (KiB)"
+	for c in 1 10; do
+		printf '  %-22s %9s %9s %9s %9s %9s %9s %5s\n' "$c container(s)" "shim RSS" PSS anon "under RSS" PSS anon procs
+		for n in $p2_names; do
+			printf '  %-22s %9s %9s %9s %9s %9s %9s %5s\n' "$n" "$(median p2-shim-rss-$c "$n")" "$(median p2-shim-pss-$c "$n")" \
+				"$(median p2-shim-anon-$c "$n")" "$(median p2-sandbox-rss-$c "$n")" "$(median p2-sandbox-pss-$c "$n")" \
+				"$(median p2-sandbox-anon-$c "$n")" "$(median p2-procs-$c "$n")"
+		done
+		echo "  palisade/runcshim-runsc shim RSS  $(ratio "$(median p2-shim-rss-$c palisade)" "$(median p2-shim-rss-$c runcshim-runsc)")  (target <= 0.80)"
+	done
+fi
+
+# The shim v2 delegate (backend = "shim", the Kata backend's code), against
+# containerd-shim-runc-v2 driving runc directly.
+delegate_toml() { # name policy-file
+	python3 - "$1" "$tools" "$work" "$2" <<'PY'
+import sys
+name, tools, work, policy = sys.argv[1:5]
+print(f'default_handler = "{name}"')
+print(f'[handlers.{name}]\nbackend = "shim"')
+print(f'[handlers.{name}.shim]\nbinary = "{tools}/containerd-shim-runc-v2"\noptions_type = "runc"')
+print(f'binary_name = "{tools}/runc"\nroot = "{work}/runc-delegate"')
+if policy:
+    # The gvisor handler's floor, moved under this handler's name.
+    body = open(policy).read().split("[handlers.gvisor.policy]", 1)[1]
+    print(f"[handlers.{name}.policy]" + body.replace("handlers.gvisor.", f"handlers.{name}."))
+PY
+}
+if want delegate; then
+	delegate_toml delegate "$work/gvisor.toml" >"$work/delegate.toml"
+	delegate_toml delegate-open "" >"$work/delegate-open.toml"
+	run_d() { # name id
+		case $1 in
+		delegate) $C run --rm $(pal delegate) --rootfs "$rootfs" "$2" /bin/true ;;
+		delegate-open) $C run --rm $(pal delegate-open) --rootfs "$rootfs" "$2" /bin/true ;;
+		runcshim-runc) $C run --rm --runc-binary "$tools/runc" --runc-root "$work/runc-direct" --rootfs "$rootfs" "$2" /bin/true ;;
+		runcshim-runc-seccomp) $C run --rm --seccomp --runc-binary "$tools/runc" --runc-root "$work/runc-direct" --rootfs "$rootfs" "$2" /bin/true ;;
+		esac
+	}
+	d_names="delegate delegate-open runcshim-runc runcshim-runc-seccomp"
+	for n in $d_names; do timed warm "$n" run_d "$n" "warm-$n"; done
+	for r in $(seq "$rounds"); do
+		for n in $d_names; do timed p1d "$n" run_d "$n" "d$r-$n"; done
+	done
+	bold "P1 through the delegate, ctr run --rm busybox /bin/true, $rounds rounds interleaved"
+	table p1d ms $d_names
+	echo "  delegate-open/runcshim-runc    $(ratio "$(median p1d delegate-open)" "$(median p1d runcshim-runc)")  (no floor either side)"
+	echo "  delegate/runcshim-runc-seccomp $(ratio "$(median p1d delegate)" "$(median p1d runcshim-runc-seccomp)")  (the floor vs a default seccomp profile)"
+	$C run -d $(pal delegate) --rootfs "$rootfs" rss-d /bin/sleep 600 >/dev/null 2>&1
+	$C run -d --runc-binary "$tools/runc" --runc-root "$work/runc-direct" --rootfs "$rootfs" rss-x /bin/sleep 600 >/dev/null 2>&1
+	sleep 1
+	read -r a b <<<"$(memsum "$(pgrep -f "containerd-shim-palisade-v2 -namespace $ns -id rss-d ")")"
+	sample mem-delegate-rss palisade "$a"
+	read -r a b <<<"$(memsum "$(pgrep -f "containerd-shim-runc-v2 .*-id rss-d( |$)" | head -1)")"
+	sample mem-delegate-rss "runc shim behind it" "$a"
+	read -r a b <<<"$(memsum "$(shim_pid rss-x)")"
+	sample mem-delegate-rss "runc shim alone" "$a"
+	echo "  shim RSS (KiB): Palisade $(median mem-delegate-rss palisade) in front of containerd-shim-runc-v2 $(median mem-delegate-rss "runc shim behind it"); the runc shim alone $(median mem-delegate-rss "runc shim alone")"
+	remove_all
+fi
+
+# Nothing of this containerd may be left running.
+left=$(pgrep -f -- "$work" | grep -vx "$cpid" || true)
+[ -z "$left" ] || { echo "bench: left running after the ctr benchmarks:" >&2; ps -o pid=,args= -p $left >&2; exit 1; }
+stop_containerd
+
+if want p3; then
+	bold "P3 policy and shim create-path Go benchmarks"
+	(cd "$repo" && go test -run '^$' -bench . -benchmem -count 1 ./policy/ ./shim/) | tee "$data/gobench.txt" | grep -E '^Benchmark'
+fi
+
+if want p4; then
+	bold "P4 density: $pods pods through CRI, $pod_rounds round(s) (go test -tags bench -run TestBenchDensity)"
+	(cd "$repo" && PALISADE_BENCH_DATA=$data PALISADE_BENCH_PODS=$pods PALISADE_BENCH_ROUNDS=$pod_rounds \
+		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchDensity$' ./integration/) >"$data/p4.log" 2>&1 ||
+		{ tail -60 "$data/p4.log" >&2; echo "bench: P4 failed (log above)" >&2; exit 1; }
+	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p4.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
+fi
+
+meta loadavg_after "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta duration "$(($(date +%s) - started)) s"
+bold "Report"
+(cd "$repo/integration/bench" && go run . -data "$data" -out "$out")
