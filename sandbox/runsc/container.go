@@ -35,6 +35,9 @@ type container struct {
 	// pid file names the sandbox process, which outlives it, so its exit comes
 	// from `runsc wait` instead of the reaper.
 	sub bool
+	// sandbox is the id of the pod sandbox the container runs in (its own
+	// for a pod's first container or a lone one).
+	sandbox string
 
 	mu       sync.Mutex
 	execs    map[string]process.Process // guarded by mu
@@ -135,6 +138,7 @@ func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.P
 		init:       p,
 		execParent: newExecParent(r.ID, r.Bundle, rootfs, execRC, sio, platform),
 		sub:        sub,
+		sandbox:    sandboxOf(r.ID, sub, annotations),
 		execs:      map[string]process.Process{},
 		reserved:   map[string]struct{}{},
 	}, nil
@@ -182,4 +186,13 @@ func (c *container) removeExec(execID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.execs, execID)
+}
+
+// sandboxOf is the sandbox a container runs in: the pod's, for a container
+// that joins one.
+func sandboxOf(id string, sub bool, annotations map[string]string) string {
+	if sb := annotations[annoSandboxID]; sub && sb != "" {
+		return sb
+	}
+	return id
 }

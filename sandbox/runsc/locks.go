@@ -1,10 +1,13 @@
 package runsc
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/containerd/log"
 )
 
 // removeStaleLocks removes the lock files runsc leaves behind in root for
@@ -42,4 +45,26 @@ func removeStaleLocks(root, id string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeStaleLocks runs after container c is deleted. It removes c's own
+// stale lock and, when no create is in flight in this shim, those of every
+// container of c's sandbox: a sibling's runsc start or delete may have
+// recreated the lock of a container deleted before, and the last deletion
+// of a burst sweeps what the others left. A create in flight holds a lock
+// whose state file may not exist yet, so then only c's own is removed (its
+// id is gone from runsc and cannot be recreated).
+func (s *Service) removeStaleLocks(ctx context.Context, c *container) {
+	root := c.init.Runtime().Root
+	ids := []string{c.id}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.creating) == 0 && c.sandbox != c.id {
+		ids = append(ids, c.sandbox)
+	}
+	for _, id := range ids {
+		if err := removeStaleLocks(root, id); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("remove runsc's stale lock files")
+		}
+	}
 }

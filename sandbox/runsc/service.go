@@ -377,9 +377,7 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 		if err := markDeleted(c.bundle); err != nil {
 			log.G(ctx).WithError(err).WithField("id", c.id).Warn("record the deletion in the bundle; shim delete will redo it")
 		}
-		if err := removeStaleLocks(c.init.Runtime().Root, c.id); err != nil {
-			log.G(ctx).WithError(err).WithField("id", c.id).Warn("remove runsc's stale lock files")
-		}
+		s.removeStaleLocks(ctx, c)
 		s.send(&eventstypes.TaskDelete{
 			ContainerID: c.id,
 			Pid:         uint32(p.Pid()),
