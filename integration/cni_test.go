@@ -108,9 +108,12 @@ func (n *critestNet) command(ctx context.Context, name string, args ...string) *
 }
 
 // listen opens a TCP listener in the namespace. A socket belongs to the network
-// namespace of the thread that creates it, so a locked thread enters the namespace
-// and listens; its goroutine then exits still locked, which ends the thread
-// instead of returning it, in the wrong namespace, to the scheduler.
+// namespace of the thread that creates it, so a locked thread enters the namespace,
+// listens and goes back. Exiting the goroutine still locked would not do: the
+// runtime ends such a thread, except the main one, which it parks for good, still
+// in the namespace, and /proc/self/ns/net, the main thread's, then names the
+// wrong namespace for the rest of the run. Only if the way back fails does the
+// goroutine exit locked.
 func (n *critestNet) listen(addr string) (net.Listener, error) {
 	type result struct {
 		ln  net.Listener
@@ -119,6 +122,12 @@ func (n *critestNet) listen(addr string) (net.Listener, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		back, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer back.Close()
 		f, err := os.Open(n.Path)
 		if err != nil {
 			ch <- result{err: err}
@@ -130,6 +139,9 @@ func (n *critestNet) listen(addr string) (net.Listener, error) {
 			return
 		}
 		ln, err := net.Listen("tcp", addr)
+		if unix.Setns(int(back.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 		ch <- result{ln, err}
 	}()
 	r := <-ch

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,7 +120,7 @@ func checkSocketHygiene(t *testing.T, env *containerdEnv, rt runtimeUnderTest, i
 
 	// The network namespace the container really got.
 	ns := containerNetns(t, stack)
-	host, _ := os.Readlink("/proc/self/ns/net")
+	host := threadNetns()
 	switch {
 	case hostNet && rt.Name == "sock-hostnet" || hostNet && rt.Name == rowDelegateRunc:
 		if ns != host {
@@ -437,4 +438,14 @@ func parseConnect(t *testing.T, out string) map[string]string {
 		}
 	}
 	return got
+}
+
+// threadNetns names the network namespace of the calling goroutine's thread,
+// the test's own. /proc/self/ns/net is the main thread's, which another test
+// may have left parked in a namespace of its own.
+func threadNetns() string {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns, _ := os.Readlink("/proc/thread-self/ns/net")
+	return ns
 }

@@ -140,9 +140,11 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypbE
 }
 
 // killedFinished reports whether a kill failed because the process had
-// already ended: runsc says "sandbox is not running" for a root container
-// and "no such process" for a pod container whose exit runsc wait has not
-// reported yet. containerd's shims answer NotFound ("process already
+// already ended: runsc says "sandbox is not running" for a root container,
+// "no such process" for a pod container whose exit runsc wait has not
+// reported yet, and "loading container: file does not exist" once the pod
+// container is gone from the sandbox (containerd's own shims map "does not
+// exist" to NotFound too). containerd's shims answer NotFound ("process already
 // finished") then, which CRI's StopContainer and its sandbox exit handler
 // take as stopped; anything else makes CRI retry a stop that cannot succeed.
 func killedFinished(err error) bool {
@@ -152,6 +154,7 @@ func killedFinished(err error) bool {
 	msg := strings.ToLower(err.Error())
 	return strings.Contains(msg, "process already finished") ||
 		strings.Contains(msg, "sandbox is not running") ||
+		strings.Contains(msg, "loading container: file does not exist") ||
 		strings.Contains(msg, "no such process") ||
 		strings.Contains(msg, "container not running")
 }
