@@ -45,21 +45,28 @@ type container struct {
 }
 
 // bundleSpec is the part of config.json this package needs; a shallow decode
-// keeps Create cheap.
+// keeps Create cheap. The masked and read-only paths decide whether the full
+// spec must be rewritten (paths.go); most containers stop at this decode.
 type bundleSpec struct {
 	Annotations map[string]string `json:"annotations"`
+	Linux       *struct {
+		MaskedPaths   []string `json:"maskedPaths"`
+		ReadonlyPaths []string `json:"readonlyPaths"`
+	} `json:"linux"`
 }
 
-func readAnnotations(bundle string) (map[string]string, error) {
+// readBundleSpec reads config.json once for Create: its shallow decode,
+// and the raw bytes for the rare rewrite.
+func readBundleSpec(bundle string) (bundleSpec, []byte, error) {
+	var s bundleSpec
 	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
-		return nil, err
+		return s, nil, err
 	}
-	var s bundleSpec
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("decode %s/config.json: %w", bundle, err)
+		return s, nil, fmt.Errorf("decode %s/config.json: %w", bundle, err)
 	}
-	return s.Annotations, nil
+	return s, data, nil
 }
 
 // newContainer mounts the rootfs and runs `runsc create`.
@@ -70,10 +77,11 @@ func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.P
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restore from checkpoint: %w", errdefs.ErrNotImplemented)
 	}
-	annotations, err := readAnnotations(r.Bundle)
+	bs, cfg, err := readBundleSpec(r.Bundle)
 	if err != nil {
 		return nil, err
 	}
+	annotations := bs.Annotations
 	var mounts []mount.Mount
 	pmounts := make([]process.Mount, 0, len(r.Rootfs))
 	for _, m := range r.Rootfs {
@@ -98,7 +106,7 @@ func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.P
 		}()
 	}
 
-	notes, err := applyPathRestrictions(r.Bundle, rootfs)
+	notes, err := applyPathRestrictions(r.Bundle, rootfs, bs, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("masked and read-only paths: %w", err)
 	}

@@ -26,39 +26,22 @@ import (
 // maskedFile is the bundle file bound over masked files.
 const maskedFile = "palisade-masked"
 
-// pathRestrictions is the part of config.json that decides whether the
-// full spec must be rewritten; most containers stop here.
-type pathRestrictions struct {
-	Root  *specs.Root `json:"root"`
-	Linux *struct {
-		MaskedPaths   []string `json:"maskedPaths"`
-		ReadonlyPaths []string `json:"readonlyPaths"`
-	} `json:"linux"`
-}
-
 // gvisorServes reports whether p is in a filesystem gVisor synthesises.
 func gvisorServes(p string) bool {
 	p = path.Clean(p)
 	return p == "/proc" || p == "/sys" || strings.HasPrefix(p, "/proc/") || strings.HasPrefix(p, "/sys/")
 }
 
-// applyPathRestrictions rewrites the bundle's config.json so that masked
-// and read-only paths outside /proc and /sys become mounts. rootfs is the
-// mounted root filesystem ("" to use the spec's root.path). It returns one
-// note per path it did not apply, for the log.
-func applyPathRestrictions(bundle, rootfs string) ([]string, error) {
-	cfgPath := filepath.Join(bundle, "config.json")
-	data, err := os.ReadFile(cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	var pr pathRestrictions
-	if err := json.Unmarshal(data, &pr); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", cfgPath, err)
-	}
-	if pr.Linux == nil || !slices.ContainsFunc(append(pr.Linux.MaskedPaths, pr.Linux.ReadonlyPaths...), func(p string) bool { return !gvisorServes(p) }) {
+// applyPathRestrictions rewrites the bundle's config.json (data, already
+// decoded shallowly into bs) so that masked and read-only paths outside
+// /proc and /sys become mounts. rootfs is the mounted root filesystem ("" to
+// use the spec's root.path). It returns one note per path it did not apply,
+// for the log.
+func applyPathRestrictions(bundle, rootfs string, bs bundleSpec, data []byte) ([]string, error) {
+	if bs.Linux == nil || !slices.ContainsFunc(slices.Concat(bs.Linux.MaskedPaths, bs.Linux.ReadonlyPaths), func(p string) bool { return !gvisorServes(p) }) {
 		return nil, nil
 	}
+	cfgPath := filepath.Join(bundle, "config.json")
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", cfgPath, err)

@@ -69,7 +69,11 @@ func TestApplyPathRestrictionsLeavesCommonSpecsAlone(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if notes, err := applyPathRestrictions(bundle, ""); err != nil || notes != nil {
+	bs, data, err := readBundleSpec(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if notes, err := applyPathRestrictions(bundle, "", bs, data); err != nil || notes != nil {
 		t.Fatalf("notes %v, err %v", notes, err)
 	}
 	got, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
