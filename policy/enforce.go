@@ -94,6 +94,11 @@ type Support struct {
 	// ptrace and process_vm_* from 4.8 on). "" = unknown: such a rule is kept
 	// only when it is stricter than the profile's default.
 	KernelVersion string
+	// SocketFamilies has bit f set for each address family f that the
+	// kernel behind the backend implements, when that is a known few (0:
+	// the host's kernel, or unknown). The floor's socket rules are then
+	// folded (see foldSocketFamilies).
+	SocketFamilies uint64
 }
 
 // Enforce applies the floor to spec in place (spec.Process and

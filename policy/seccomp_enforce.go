@@ -48,6 +48,7 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 		out, ctl, l, ok := f.cache.get(resultKey{kv: kv, bounding: bounding & cf.gatedCaps}, req)
 		if ok {
 			ctl.EnforcedBy = s.SeccompEnforcer
+			foldForBackend(out, &ctl, s)
 			return out, ctl, nil
 		}
 		miss = l
@@ -70,7 +71,17 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 	if cached {
 		miss.put(res, c)
 	}
+	foldForBackend(res, &c, s)
 	return res, c, nil
+}
+
+// foldForBackend applies what the backend's kernel makes redundant to an
+// enforced profile (after the cache, which does not key on Support).
+func foldForBackend(p *specs.LinuxSeccomp, c *Control, s Support) {
+	if note := foldSocketFamilies(p, s.SocketFamilies); note != "" {
+		c.Changed = append(c.Changed, note)
+		c.Effective += "; socket allowed for every address family the backend implements"
+	}
 }
 
 // mergeRequest merges request req into floor cf, as resolved for the

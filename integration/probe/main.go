@@ -6,6 +6,7 @@
 //	                    which gVisor's /proc/self/status does not show
 //	probe escape        the escape suite (escape.go): one line per attempt
 //	probe connect ADDR  connects to unix sockets (a path, or @name), one line each
+//	probe families      socket(2) for every address family (families.go)
 //	probe whoami        prints its euid and effective capabilities (the
 //	                    setuid-root copy runs this)
 package main
@@ -19,13 +20,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe nnp|escape|connect ADDR...|whoami")
+		fmt.Fprintln(os.Stderr, "usage: probe nnp|escape|families|connect ADDR...|whoami")
 		os.Exit(2)
 	}
 	if code, ok := escapeCommand(os.Args[1:]); ok {
 		os.Exit(code)
 	}
 	switch os.Args[1] {
+	case "families":
+		families()
 	case "nnp":
 		v, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
 		if err != nil {

@@ -137,6 +137,11 @@ func Support(hostProfile string) policy.Support {
 		NoNewPrivsEnforcer: "gVisor sentry",
 		// runsc refuses a filter with it ("invalid action: SCMP_ACT_LOG").
 		SeccompLogMissing: "gVisor's seccomp has no log action (runsc refuses SCMP_ACT_LOG)",
+		// The sentry's socket providers, on every --network mode; any other
+		// family fails there with EAFNOSUPPORT. The floor then needs no
+		// per-family socket rules (see policy.Support.SocketFamilies);
+		// integration/families_test.go checks this list against runsc.
+		SocketFamilies: policy.Families(policy.AFUnix, policy.AFInet, policy.AFInet6, policy.AFNetlink, policy.AFPacket),
 	}
 	if hostProfile != "" {
 		sup.AppArmorEnforcer = "host AppArmor profile " + hostProfile + " on runsc, its sandbox and gofer (exec transition)"
