@@ -14,6 +14,10 @@
 #                            profile and runsc --oci-seccomp (a wrapper:
 #                            without the flag runsc ignores the profile)
 #         raw-runsc          `runsc run` on a prepared bundle, no containerd
+#         raw-runsc-floor    the same bundle with the seccomp profile,
+#                            capabilities and no_new_privs Palisade enforced
+#                            on the palisade row, and runsc --oci-seccomp:
+#                            what the floor costs runsc itself
 #   P2  memory: RSS and PSS of the shim, and of what runs under it (runsc's
 #       sandbox and gofers), with 1 and 10 containers in one pod.
 #   P3  the policy and shim Go benchmarks, and P1's strict/open ratio.
@@ -187,10 +191,24 @@ run_p1() { # name id
 	runcshim-runsc) $C run --rm $peer --rootfs "$rootfs" "$2" /bin/true ;;
 	runcshim-runsc-rd) $C run --rm --seccomp --runc-binary "$work/runsc-oci-seccomp" --runc-root "$work/runsc-peer" --rootfs "$rootfs" "$2" /bin/true ;;
 	raw-runsc) runsc --root "$work/runsc-raw" run --bundle "$work/bundle" "$2" ;;
+	raw-runsc-floor) runsc --root "$work/runsc-raw" --oci-seccomp run --bundle "$work/bundle-floor" "$2" ;;
 	esac
 }
-p1_names="palisade palisade-strict palisade-open runcshim-runsc runcshim-runsc-rd raw-runsc"
+p1_names="palisade palisade-strict palisade-open runcshim-runsc runcshim-runsc-rd raw-runsc raw-runsc-floor"
 if want p1; then
+	# raw-runsc-floor's bundle: the raw bundle with what Palisade enforced
+	# on a container of the palisade row (its config.json in the bundle).
+	$C run -d $(pal gvisor) --rootfs "$rootfs" floor-spec /bin/sleep 600 >/dev/null
+	mkdir -p "$work/bundle-floor"
+	python3 - "$work/bundle/config.json" "$work/state/io.containerd.runtime.v2.task/$ns/floor-spec/config.json" "$work/bundle-floor/config.json" <<'PY'
+import json, sys
+raw, enforced, out = (json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3])
+raw["linux"]["seccomp"] = enforced["linux"]["seccomp"]
+raw["process"]["capabilities"] = enforced["process"]["capabilities"]
+raw["process"]["noNewPrivileges"] = enforced["process"].get("noNewPrivileges", False)
+json.dump(raw, open(out, "w"))
+PY
+	remove_all
 	for n in $p1_names; do timed warm "$n" run_p1 "$n" "warm-$n"; done
 	for r in $(seq "$rounds"); do
 		for n in $p1_names; do timed p1 "$n" run_p1 "$n" "p1-$r-$n"; done
@@ -201,6 +219,7 @@ if want p1; then
 	echo "  palisade/raw-runsc             $(ratio "$(median p1 palisade)" "$(median p1 raw-runsc)")  (target <= 1.15)"
 	echo "  palisade/runcshim-runsc-rd     $(ratio "$(median p1 palisade)" "$(median p1 runcshim-runsc-rd)")  (both with a default seccomp profile)"
 	echo "  palisade-strict/palisade-open  $(ratio "$(median p1 palisade-strict)" "$(median p1 palisade-open)")  (P3, target <= 1.02)"
+	echo "  raw-runsc-floor/raw-runsc      $(ratio "$(median p1 raw-runsc-floor)" "$(median p1 raw-runsc)")  (the floor's cost in runsc alone)"
 fi
 
 # P5: exec into a running container, one per runtime.

@@ -28,6 +28,7 @@ var (
 		{"runcshim-runsc", "containerd-shim-runc-v2 driving the same runsc (the peer)"},
 		{"runcshim-runsc-rd", "the peer with containerd's default seccomp profile and `runsc --oci-seccomp`"},
 		{"raw-runsc", "`runsc run` of the same bundle, no containerd (the floor)"},
+		{"raw-runsc-floor", "`runsc --oci-seccomp run` of the same bundle with the seccomp profile, capabilities and no_new_privs Palisade enforced on the palisade row"},
 	}
 	p2Series = []series{
 		{"palisade", "Palisade, the `gvisor` floor, pod containers with a terminal"},
@@ -234,6 +235,7 @@ func (r *report) p3() {
 	r.f("## P3: the cost of the floor\n\n")
 	r.pair("p1", "palisade-strict", "palisade-open", " (start-to-exit, from P1: the strictest floor that runs here, against none)")
 	r.pair("p1", "palisade", "palisade-open", " (the default floor against none)")
+	r.pair("p1", "raw-runsc-floor", "raw-runsc", " (the same floor in `runsc run` alone, no containerd and no shim: what it costs gVisor)")
 	r.f("\nThe strictest handler that runs on this machine is the shipped `gvisor-strict` floor without its AppArmor table: " +
 		"this kernel has no AppArmor, so with it the handler fails closed at Create. Its container drops the default " +
 		"capabilities above the strict ceiling (`ctr --cap-drop`), as a pod written for it would; in refuse mode anything else is refused.\n\n")
