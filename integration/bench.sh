@@ -138,9 +138,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
   socket_dir = "$work/s"
 TOML
 
-# Palisade's handlers, from the repo's config.toml (see bench/handlers.py);
-# strict_drop is what ctr's default capabilities have above the strict ceiling.
-mapfile -t strict_drop < <(python3 "$repo/integration/bench/handlers.py" "$repo/config.toml" "$tools/runsc" "$work/runsc-palisade" "$work")
+# Palisade's handlers, from the repo's config.toml, and the raw bundles are
+# written by integration/bench/prep (see its doc comment); strict_drop is
+# what ctr's default capabilities have above the strict ceiling.
+(cd "$repo/integration/bench" && go build -o "$work/prep" ./prep)
+prep=$work/prep
+mapfile -t strict_drop < <("$prep" handlers "$repo/config.toml" "$tools/runsc" "$work/runsc-palisade" "$work")
+[ "${#strict_drop[@]}" -gt 0 ] || { echo "bench: prep handlers failed" >&2; exit 1; }
 strict_flags=()
 for c in "${strict_drop[@]}"; do strict_flags+=(--cap-drop "$c"); done
 
@@ -155,15 +159,7 @@ mkrootfs "$rootfs"
 # The raw runsc bundle: the same rootfs, /bin/true, no terminal.
 mkdir -p "$work/bundle"
 (cd "$work/bundle" && runc spec)
-python3 - "$work/bundle/config.json" "$rootfs" <<'PY'
-import json, sys
-p, rootfs = sys.argv[1], sys.argv[2]
-s = json.load(open(p))
-s["process"]["args"] = ["/bin/true"]
-s["process"]["terminal"] = False
-s["root"] = {"path": rootfs, "readonly": False}
-json.dump(s, open(p, "w"))
-PY
+"$prep" bundle "$work/bundle/config.json" "$rootfs"
 printf '#!/bin/sh\nexec %s --oci-seccomp "$@"\n' "$tools/runsc" >"$work/runsc-oci-seccomp"
 chmod +x "$work/runsc-oci-seccomp"
 
@@ -200,14 +196,7 @@ if want p1; then
 	# on a container of the palisade row (its config.json in the bundle).
 	$C run -d $(pal gvisor) --rootfs "$rootfs" floor-spec /bin/sleep 600 >/dev/null
 	mkdir -p "$work/bundle-floor"
-	python3 - "$work/bundle/config.json" "$work/state/io.containerd.runtime.v2.task/$ns/floor-spec/config.json" "$work/bundle-floor/config.json" <<'PY'
-import json, sys
-raw, enforced, out = (json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3])
-raw["linux"]["seccomp"] = enforced["linux"]["seccomp"]
-raw["process"]["capabilities"] = enforced["process"]["capabilities"]
-raw["process"]["noNewPrivileges"] = enforced["process"].get("noNewPrivileges", False)
-json.dump(raw, open(out, "w"))
-PY
+	"$prep" graft "$work/bundle/config.json" "$work/state/io.containerd.runtime.v2.task/$ns/floor-spec/config.json" "$work/bundle-floor/config.json"
 	remove_all
 	for n in $p1_names; do timed warm "$n" run_p1 "$n" "warm-$n"; done
 	for r in $(seq "$rounds"); do
@@ -312,19 +301,8 @@ fi
 
 # The shim v2 delegate (backend = "shim", the Kata backend's code), against
 # containerd-shim-runc-v2 driving runc directly.
-delegate_toml() { # name policy-file
-	python3 - "$1" "$tools" "$work" "$2" <<'PY'
-import sys
-name, tools, work, policy = sys.argv[1:5]
-print(f'default_handler = "{name}"')
-print(f'[handlers.{name}]\nbackend = "shim"')
-print(f'[handlers.{name}.shim]\nbinary = "{tools}/containerd-shim-runc-v2"\noptions_type = "runc"')
-print(f'binary_name = "{tools}/runc"\nroot = "{work}/runc-delegate"')
-if policy:
-    # The gvisor handler's floor, moved under this handler's name.
-    body = open(policy).read().split("[handlers.gvisor.policy]", 1)[1]
-    print(f"[handlers.{name}.policy]" + body.replace("handlers.gvisor.", f"handlers.{name}."))
-PY
+delegate_toml() { # name [policy-file]
+	"$prep" delegate "$1" "$tools" "$work" ${2:+"$2"}
 }
 if want delegate; then
 	delegate_toml delegate "$work/gvisor.toml" >"$work/delegate.toml"
