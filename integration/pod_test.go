@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +98,68 @@ func TestPodContainerExitCode(t *testing.T) {
 			pause.delete(t)
 		})
 	}
+}
+
+// TestPodContainerExitWhileRootHeld: in a pod whose containers share the
+// pod's PID namespace (shareProcessNamespace, or kubectl debug --target), a
+// container's exit is reported although another container's shell sits in
+// its root (/proc/PID/root). That keeps the exited container's gofer alive,
+// so a design that waited for the gofer's exit to learn of the container's
+// (tried, and measured in docs/benchmarks.md) would report it running for
+// as long as the shell stays; `runsc wait` reports it when it ends.
+func TestPodContainerExitWhileRootHeld(t *testing.T) {
+	rt := palisadeRunsc(rowRunsc, floorFor(rowRunsc))
+	env := startContainerdFor(t, rt, containerdOpts{})
+	pause := env.runInPod(t, rt, "p", "sandbox", "p", "/bin/sleep", "600")
+	pause.waitStatus(t, "RUNNING", 20*time.Second)
+	shareNS := []string{"--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", pause.pid(t))}
+	short := env.runInPodWith(t, rt, "p", "short", shareNS, "/bin/sleep", "4")
+	short.waitStatus(t, "RUNNING", 20*time.Second)
+	// In the shared namespace the pause process is 1 and short's sleep is 2.
+	holder := env.runInPodWith(t, rt, "p", "holder", shareNS, "/bin/sh", "-c",
+		"cd /proc/2/root/bin && echo holding $(pwd) && sleep 600")
+	holder.waitStatus(t, "RUNNING", 20*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for log, _ := os.ReadFile(holder.LogPath); !strings.Contains(string(log), "holding"); log, _ = os.ReadFile(holder.LogPath) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder never entered short's root: %q", log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	short.waitStatus(t, "STOPPED", 20*time.Second)
+	holder.kill(t, "SIGKILL", false)
+	holder.waitStatus(t, "STOPPED", 20*time.Second)
+	short.delete(t)
+	holder.delete(t)
+	pause.kill(t, "SIGKILL", false)
+	pause.waitStatus(t, "STOPPED", 20*time.Second)
+	pause.delete(t)
+}
+
+// runInPodWith is runInPod for a pod's container, with more ctr flags.
+func (e *containerdEnv) runInPodWith(t testing.TB, rt runtimeUnderTest, pod, id string, flags []string, cmd ...string) *task {
+	t.Helper()
+	tk := &task{env: e, ID: id, LogPath: e.Dir + "/" + id + ".log"}
+	extra := append([]string{"-d", "--log-uri", "file://" + tk.LogPath,
+		"--annotation", "io.kubernetes.cri.container-type=container",
+		"--annotation", "io.kubernetes.cri.sandbox-id=" + pod}, flags...)
+	e.ctrOK(t, e.runArgs(t, rt, extra, busyboxRootfs(t), id, cmd)...)
+	t.Cleanup(func() { tk.forceRemove(t) })
+	return tk
+}
+
+// pid is the task's host pid from `ctr task ls`.
+func (tk *task) pid(t testing.TB) int {
+	t.Helper()
+	for _, line := range strings.Split(tk.env.ctrOK(t, "task", "ls"), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == tk.ID {
+			pid, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("task ls: %q", line)
+			}
+			return pid
+		}
+	}
+	t.Fatalf("task %s not in task ls", tk.ID)
+	return 0
 }
