@@ -27,17 +27,23 @@ func hostSupport(s *policy.Support, appArmorMissing string) {
 }
 
 // hostProfile decides the AppArmor profile for the backend's host processes:
-// the handler's, when this host can enforce it (loading it from its file if
-// the kernel lacks it). Otherwise it says why not, naming the check; policy
-// then fails closed or records it, as the handler asks.
-func hostProfile(ctx context.Context, cfg policy.AppArmorConfig, host apparmor.Host) (profile, missing string) {
+// the handler's, when this host can enforce it: loaded, or defined by its
+// file, which is then loaded if load is set (at Create; a check such as
+// palisadectl doctor leaves the host as it is). Otherwise it says why not,
+// naming the check; policy then fails closed or records it, as the handler
+// asks.
+func hostProfile(ctx context.Context, cfg policy.AppArmorConfig, host apparmor.Host, load bool) (profile, missing string) {
 	if cfg.Profile == "" {
 		return "", "the handler names no AppArmor profile"
 	}
 	if ok, why := host.Enabled(); !ok {
 		return "", why
 	}
-	if err := host.Ensure(ctx, cfg.Profile, cfg.File); err != nil {
+	check := host.Ensure
+	if !load {
+		check = host.Check
+	}
+	if err := check(ctx, cfg.Profile, cfg.File); err != nil {
 		return "", err.Error()
 	}
 	return cfg.Profile, ""

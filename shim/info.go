@@ -132,8 +132,9 @@ func readInfoOptions(r io.Reader) (*anypb.Any, error) {
 func HandlerSupport(h Handler) (policy.Support, error) {
 	var s policy.Support
 	// As at Create: the handler's AppArmor profile, if this host can
-	// enforce it (which may load it from its file, as Create would).
-	profile, missing := hostProfile(context.Background(), h.Policy.AppArmor, apparmor.DefaultHost())
+	// enforce it. A profile that is not loaded counts if its file defines
+	// it, which Create would load; nothing is loaded here.
+	profile, missing := hostProfile(context.Background(), h.Policy.AppArmor, apparmor.DefaultHost(), false)
 	switch h.Backend {
 	case BackendRunsc:
 		s = runsc.Support(profile)

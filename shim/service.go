@@ -91,7 +91,7 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 		return nil, invalid(fmt.Errorf("handlers.%s.%w", name, err))
 	}
 	env := s.env
-	profile, missing := hostProfile(ctx, h.Policy.AppArmor, apparmor.DefaultHost())
+	profile, missing := hostProfile(ctx, h.Policy.AppArmor, apparmor.DefaultHost(), true)
 	env.HostProfile = profile
 	b, err := newBackend(ctx, h, env)
 	if err != nil {

@@ -105,6 +105,35 @@ func (h Host) Ensure(ctx context.Context, profile, file string) error {
 	return nil
 }
 
+// Check says, without changing the host, whether profile can be had: it is
+// loaded, or file defines it (`apparmor_parser -N` lists a file's profiles
+// and loads nothing). It is Ensure for checks such as palisadectl doctor,
+// which must not load profiles; Create loads them with Ensure.
+func (h Host) Check(ctx context.Context, profile, file string) error {
+	ok, err := h.Loaded(profile)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	if file == "" {
+		return fmt.Errorf("AppArmor profile %q is not loaded and the handler names no file to load it from", profile)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, h.Parser, "-N", file)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := runMonitored(cmd); err != nil {
+		return fmt.Errorf("%s -N %s: %w: %s", h.Parser, file, err, strings.TrimSpace(stderr.String()))
+	}
+	for _, name := range strings.Split(stdout.String(), "\n") {
+		if strings.TrimSpace(name) == profile {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s does not define profile %q (it defines %q)", file, profile, strings.Fields(stdout.String()))
+}
+
 // Confine returns a context under which go-runc invocations run through the
 // trampoline (self) into target, confined by profile.
 func Confine(ctx context.Context, profile, target string) context.Context {

@@ -123,3 +123,24 @@ func TestShippedProfileCompiles(t *testing.T) {
 		t.Fatalf("apparmor_parser rejects the shipped profile: %v\n%s", err, out)
 	}
 }
+
+// TestCheckShippedProfile: apparmor_parser -N, as Check runs it, names the
+// shipped profile in the shipped file, on a host whose kernel has none.
+func TestCheckShippedProfile(t *testing.T) {
+	parser, err := exec.LookPath("apparmor_parser")
+	if err != nil {
+		if os.Getenv("PALISADE_INTEGRATION") == "required" {
+			t.Fatalf("apparmor_parser is required: %v", err)
+		}
+		t.Skip("apparmor_parser not installed (Debian package apparmor)")
+	}
+	dir := t.TempDir()
+	h := Host{ProfilesPath: filepath.Join(dir, "profiles"), Parser: parser}
+	os.WriteFile(h.ProfilesPath, nil, 0o644)
+	if err := h.Check(context.Background(), "palisade-runsc", "profiles/palisade-runsc"); err != nil {
+		t.Errorf("the shipped file and profile: %v", err)
+	}
+	if err := h.Check(context.Background(), "other", "profiles/palisade-runsc"); err == nil || !strings.Contains(err.Error(), `defines ["palisade-runsc"]`) {
+		t.Errorf("a profile the file lacks: %v", err)
+	}
+}
