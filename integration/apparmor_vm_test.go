@@ -38,6 +38,7 @@ var appArmorVMBoots = []vmBoot{
 		name: "enforcing",
 		checks: []string{
 			"doctor-apparmor-enabled",
+			"doctor-loads-nothing",
 			"runsc-required-profile-loaded",
 			"runsc-sandbox-confined",
 			"runsc-gofer-confined",

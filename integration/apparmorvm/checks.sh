@@ -120,11 +120,19 @@ denials() {
 loaded() { grep -q "^$1 (enforce)$" /sys/kernel/security/apparmor/profiles 2>/dev/null; }
 
 doctor_enabled() {
+	loaded palisade-runsc && before=1 || before=0
 	palisadectl doctor --config "$shipped" >/run/doctor.out 2>&1
 	st=$?
 	row=$(grep '^apparmor ' /run/doctor.out | oneline)
 	echo "$row" | grep -q '^apparmor ok enabled$' && [ $st = 0 ]
 	check doctor-apparmor-enabled $? "exit 0, \"$row\"" "exit $st: $(oneline 600 </run/doctor.out)"
+	# doctor changes nothing: a profile the kernel lacked is still not loaded
+	# (it counts because the handler's file defines it; Create loads it).
+	after=0
+	loaded palisade-runsc && after=1
+	[ $before = 1 ] || [ $after = 0 ]
+	check doctor-loads-nothing $? "palisade-runsc loaded before doctor: $before, after: $after" \
+		"doctor loaded palisade-runsc into the kernel (before $before, after $after)"
 }
 
 runsc_narrow() {

@@ -84,17 +84,23 @@ func (h Host) Load(ctx context.Context, file string) error {
 	return nil
 }
 
-// Ensure makes profile available: loaded already, or loaded from file.
-func (h Host) Ensure(ctx context.Context, profile, file string) error {
+// needsFile says whether profile has to come from file: not when the kernel
+// has it loaded; an error when it has not and there is no file.
+func (h Host) needsFile(profile, file string) (bool, error) {
 	ok, err := h.Loaded(profile)
-	if err != nil {
-		return err
-	}
-	if ok {
-		return nil
+	if err != nil || ok {
+		return false, err
 	}
 	if file == "" {
-		return fmt.Errorf("AppArmor profile %q is not loaded and the handler names no file to load it from", profile)
+		return false, fmt.Errorf("AppArmor profile %q is not loaded and the handler names no file to load it from", profile)
+	}
+	return true, nil
+}
+
+// Ensure makes profile available: loaded already, or loaded from file.
+func (h Host) Ensure(ctx context.Context, profile, file string) error {
+	if need, err := h.needsFile(profile, file); err != nil || !need {
+		return err
 	}
 	if err := h.Load(ctx, file); err != nil {
 		return err
@@ -110,15 +116,8 @@ func (h Host) Ensure(ctx context.Context, profile, file string) error {
 // and loads nothing). It is Ensure for checks such as palisadectl doctor,
 // which must not load profiles; Create loads them with Ensure.
 func (h Host) Check(ctx context.Context, profile, file string) error {
-	ok, err := h.Loaded(profile)
-	if err != nil {
+	if need, err := h.needsFile(profile, file); err != nil || !need {
 		return err
-	}
-	if ok {
-		return nil
-	}
-	if file == "" {
-		return fmt.Errorf("AppArmor profile %q is not loaded and the handler names no file to load it from", profile)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, h.Parser, "-N", file)
