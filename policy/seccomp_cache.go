@@ -45,6 +45,9 @@ type resultKey struct {
 	// the capabilities the floor's gated rules name: the only ones that
 	// change the result.
 	bounding capSet
+	// families is the backend's Support.SocketFamilies: the result is
+	// folded for it before it is stored (seccomp_sockets.go).
+	families uint64
 }
 
 type cachedResult struct {
@@ -127,6 +130,7 @@ func (l cacheMiss) put(out *specs.LinuxSeccomp, ctl Control) {
 // apart from empty, as the merge's output does.
 func appendCanonical(b []byte, k resultKey, p *specs.LinuxSeccomp) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(k.bounding))
+	b = binary.LittleEndian.AppendUint64(b, k.families)
 	b = binary.AppendUvarint(b, k.kv.major)
 	b = binary.AppendUvarint(b, k.kv.minor)
 	b = appendBool(b, k.kv.known)

@@ -186,9 +186,13 @@ func TestCanonicalEncodingDistinguishes(t *testing.T) {
 			t.Errorf("same encoding for %s and %s", js(p[0]), js(p[1]))
 		}
 	}
-	k1, k2 := resultKey{bounding: 1}, resultKey{kv: kernelVersion{known: true}}
-	if bytes.Equal(appendCanonical(nil, k1, nil), appendCanonical(nil, k2, nil)) {
-		t.Error("keys not told apart")
+	keys := []resultKey{{bounding: 1}, {kv: kernelVersion{known: true}}, {families: 1}, {}}
+	for i := range keys {
+		for j := range i {
+			if bytes.Equal(appendCanonical(nil, keys[i], nil), appendCanonical(nil, keys[j], nil)) {
+				t.Errorf("keys %+v and %+v not told apart", keys[i], keys[j])
+			}
+		}
 	}
 }
 

@@ -45,10 +45,9 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 	}
 	var miss cacheMiss
 	if cached {
-		out, ctl, l, ok := f.cache.get(resultKey{kv: kv, bounding: bounding & cf.gatedCaps}, req)
+		out, ctl, l, ok := f.cache.get(resultKey{kv: kv, bounding: bounding & cf.gatedCaps, families: s.SocketFamilies}, req)
 		if ok {
 			ctl.EnforcedBy = s.SeccompEnforcer
-			foldForBackend(out, &ctl, s)
 			return out, ctl, nil
 		}
 		miss = l
@@ -68,20 +67,16 @@ func (f *Floor) seccompControl(req *specs.LinuxSeccomp, bounding capSet, native 
 		c.Changed = append(c.Changed, "linux.seccomp: "+n+": "+approxNote)
 	}
 	res := out.oci()
-	if cached {
-		miss.put(res, c)
-	}
-	foldForBackend(res, &c, s)
-	return res, c, nil
-}
-
-// foldForBackend applies what the backend's kernel makes redundant to an
-// enforced profile (after the cache, which does not key on Support).
-func foldForBackend(p *specs.LinuxSeccomp, c *Control, s Support) {
-	if note := foldSocketFamilies(p, s.SocketFamilies); note != "" {
+	// What the backend's kernel makes redundant goes before the cache,
+	// whose key holds the backend's families.
+	if note := foldSocketFamilies(res, s.SocketFamilies); note != "" {
 		c.Changed = append(c.Changed, note)
 		c.Effective += "; socket allowed for every address family the backend implements"
 	}
+	if cached {
+		miss.put(res, c)
+	}
+	return res, c, nil
 }
 
 // mergeRequest merges request req into floor cf, as resolved for the

@@ -64,7 +64,7 @@ func foldSocketFamilies(p *specs.LinuxSeccomp, families uint64) string {
 		rules++
 		for m := families; m != 0; m &= m - 1 {
 			af := uint64(bits.TrailingZeros64(m))
-			if argMatches(sc.Args[0], af) {
+			if c, _ := canonCmp(sc.Args[0]); c.matches(af) {
 				allowed |= 1 << af
 			}
 		}
@@ -95,27 +95,6 @@ func foldSocketFamilies(p *specs.LinuxSeccomp, families uint64) string {
 	return fmt.Sprintf("linux.seccomp: socket: %d address-family rules folded into one allow: "+
 		"the backend's kernel implements only families %s, each allowed by them; "+
 		"socket for any other family fails there with EAFNOSUPPORT instead of EPERM", rules, familyList(families))
-}
-
-// argMatches evaluates one OCI argument comparison for argument value v.
-func argMatches(a specs.LinuxSeccompArg, v uint64) bool {
-	switch a.Op {
-	case specs.OpEqualTo:
-		return v == a.Value
-	case specs.OpNotEqual:
-		return v != a.Value
-	case specs.OpLessThan:
-		return v < a.Value
-	case specs.OpLessEqual:
-		return v <= a.Value
-	case specs.OpGreaterThan:
-		return v > a.Value
-	case specs.OpGreaterEqual:
-		return v >= a.Value
-	case specs.OpMaskedEqual:
-		return v&a.Value == a.ValueTwo
-	}
-	return false
 }
 
 func familyList(m uint64) string {

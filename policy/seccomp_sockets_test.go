@@ -20,6 +20,11 @@ func enforceRuntimeDefault(t *testing.T, families uint64, req *specs.LinuxSeccom
 	if err != nil {
 		t.Fatal(err)
 	}
+	return enforceOn(t, f, families, req)
+}
+
+func enforceOn(t *testing.T, f *Floor, families uint64, req *specs.LinuxSeccomp) (*specs.LinuxSeccomp, Control) {
+	t.Helper()
 	spec := &specs.Spec{Process: &specs.Process{Args: []string{"sh"}}, Linux: &specs.Linux{Seccomp: req}}
 	d, err := enforce(spec, f, Support{Backend: "runsc", SeccompEnforcer: "test", KernelVersion: "4.4", SocketFamilies: families}, "amd64")
 	if err != nil {
@@ -71,6 +76,27 @@ func TestFoldSocketFamiliesExact(t *testing.T) {
 					t.Errorf("run %d: %s(%#x): %s before, %s folded", run, name, v, was, is)
 				}
 			}
+		}
+	}
+}
+
+// TestFoldSocketFamiliesCacheKey: one floor serves backends with and
+// without the families from its result cache without mixing them up.
+func TestFoldSocketFamiliesCacheKey(t *testing.T) {
+	f, err := NewFloor(Config{Seccomp: "runtime-default"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasArgs := func(p *specs.LinuxSeccomp) bool {
+		return slices.ContainsFunc(p.Syscalls, func(sc specs.LinuxSyscall) bool {
+			return slices.Contains(sc.Names, "socket") && len(sc.Args) > 0
+		})
+	}
+	for i, families := range []uint64{0, runscFamilies, 0, runscFamilies} {
+		out, ctl := enforceOn(t, f, families, nil)
+		folded := slices.ContainsFunc(ctl.Changed, func(s string) bool { return strings.Contains(s, "folded") })
+		if want := families != 0; folded != want || hasArgs(out) == want {
+			t.Errorf("call %d, families %#x: folded in the record %v, socket rules with conditions %v", i, families, folded, hasArgs(out))
 		}
 	}
 }
