@@ -111,13 +111,7 @@ func TestTrampolineFailsClosedWithoutAppArmor(t *testing.T) {
 // TestShippedProfileCompiles compiles the profile Palisade ships without
 // loading it into the kernel.
 func TestShippedProfileCompiles(t *testing.T) {
-	parser, err := exec.LookPath("apparmor_parser")
-	if err != nil {
-		if os.Getenv("PALISADE_INTEGRATION") == "required" {
-			t.Fatalf("apparmor_parser is required: %v", err)
-		}
-		t.Skip("apparmor_parser not installed (Debian package apparmor)")
-	}
+	parser := lookParser(t)
 	out, err := exec.Command(parser, "-Q", "-K", "-o", os.DevNull, "profiles/palisade-runsc").CombinedOutput()
 	if err != nil {
 		t.Fatalf("apparmor_parser rejects the shipped profile: %v\n%s", err, out)
@@ -127,13 +121,7 @@ func TestShippedProfileCompiles(t *testing.T) {
 // TestCheckShippedProfile: apparmor_parser -N, as Check runs it, names the
 // shipped profile in the shipped file, on a host whose kernel has none.
 func TestCheckShippedProfile(t *testing.T) {
-	parser, err := exec.LookPath("apparmor_parser")
-	if err != nil {
-		if os.Getenv("PALISADE_INTEGRATION") == "required" {
-			t.Fatalf("apparmor_parser is required: %v", err)
-		}
-		t.Skip("apparmor_parser not installed (Debian package apparmor)")
-	}
+	parser := lookParser(t)
 	dir := t.TempDir()
 	h := Host{ProfilesPath: filepath.Join(dir, "profiles"), Parser: parser}
 	os.WriteFile(h.ProfilesPath, nil, 0o644)
@@ -143,4 +131,18 @@ func TestCheckShippedProfile(t *testing.T) {
 	if err := h.Check(context.Background(), "other", "profiles/palisade-runsc"); err == nil || !strings.Contains(err.Error(), `defines ["palisade-runsc"]`) {
 		t.Errorf("a profile the file lacks: %v", err)
 	}
+}
+
+// lookParser is apparmor_parser's path; without it the test skips, or fails
+// where the integration tests are required (CI installs Debian's apparmor).
+func lookParser(t *testing.T) string {
+	t.Helper()
+	parser, err := exec.LookPath("apparmor_parser")
+	if err != nil {
+		if os.Getenv("PALISADE_INTEGRATION") == "required" {
+			t.Fatalf("apparmor_parser is required: %v", err)
+		}
+		t.Skip("apparmor_parser not installed (Debian package apparmor)")
+	}
+	return parser
 }
