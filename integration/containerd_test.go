@@ -122,6 +122,9 @@ func startContainerd(t testing.TB, opts containerdOpts) *containerdEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := writeOwner(dir); err != nil { // see sweep_test.go
+		t.Fatal(err)
+	}
 	e := &containerdEnv{
 		Dir:         dir,
 		Address:     filepath.Join(dir, "c.sock"),

@@ -159,3 +159,9 @@ func (t procTable) cgroupMembers(dir string) []Proc {
 	})
 	return out
 }
+
+// Lookup returns process pid as it is now; ok is false when it is gone.
+func Lookup(pid int) (Proc, bool) {
+	p, ok := readProc(pid)
+	return p.Proc, ok && p.state != 'Z'
+}
