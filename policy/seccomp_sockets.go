@@ -62,9 +62,9 @@ func foldSocketFamilies(p *specs.LinuxSeccomp, families uint64) string {
 			return ""
 		}
 		rules++
+		c, _ := canonCmp(sc.Args[0])
 		for m := families; m != 0; m &= m - 1 {
-			af := uint64(bits.TrailingZeros64(m))
-			if c, _ := canonCmp(sc.Args[0]); c.matches(af) {
+			if af := uint64(bits.TrailingZeros64(m)); c.matches(af) {
 				allowed |= 1 << af
 			}
 		}
