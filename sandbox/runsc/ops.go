@@ -142,9 +142,10 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypbE
 // killedFinished reports whether a kill failed because the process had
 // already ended: runsc says "sandbox is not running" for a root container,
 // "no such process" for a pod container whose exit runsc wait has not
-// reported yet, and "loading container: file does not exist" once the pod
-// container is gone from the sandbox (containerd's own shims map "does not
-// exist" to NotFound too). containerd's shims answer NotFound ("process already
+// reported yet, and "loading container: file does not exist" (or, racing
+// the removal, "loading container: open <root>/<id>.state: no such file or
+// directory") once the pod container is gone from the sandbox (containerd's
+// own shims map "does not exist" to NotFound too). containerd's shims answer NotFound ("process already
 // finished") then, which CRI's StopContainer and its sandbox exit handler
 // take as stopped; anything else makes CRI retry a stop that cannot succeed.
 func killedFinished(err error) bool {
@@ -155,6 +156,7 @@ func killedFinished(err error) bool {
 	return strings.Contains(msg, "process already finished") ||
 		strings.Contains(msg, "sandbox is not running") ||
 		strings.Contains(msg, "loading container: file does not exist") ||
+		strings.Contains(msg, "loading container: open ") && strings.HasSuffix(msg, ".state: no such file or directory") ||
 		strings.Contains(msg, "no such process") ||
 		strings.Contains(msg, "container not running")
 }
