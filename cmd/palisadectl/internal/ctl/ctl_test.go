@@ -109,6 +109,9 @@ func fakeSupport(appArmor bool) func(shim.Handler) (policy.Support, error) {
 func staticRunsc(t *testing.T) string {
 	t.Helper()
 	p, _ := filepath.Abs("../../../../_tools/bin/runsc")
+	if dir := os.Getenv("PALISADE_TOOLS_BIN"); dir != "" {
+		p = filepath.Join(dir, "runsc")
+	}
 	if _, err := os.Stat(p); err != nil {
 		t.Skipf("runsc not built (make tools): %v", err)
 	}
