@@ -28,8 +28,8 @@ func TestSamples(t *testing.T) {
 		t.Errorf("samples: %q", got)
 	}
 	for body, want := range map[string]string{
-		"<!-- sample: a -->\ntext\n":                          "not a fence",
-		"<!-- sample: a -->\n```\nx\n":                        "not closed",
+		"<!-- sample: a -->\ntext\n":                         "not a fence",
+		"<!-- sample: a -->\n```\nx\n":                       "not closed",
 		"<!-- sample: a -->\n```\n```\n<!-- sample: a -->\n": "marked twice",
 	} {
 		if _, err := Samples(write(t, body)); err == nil || !strings.Contains(err.Error(), want) {
