@@ -88,7 +88,7 @@ if out=$("${C[@]}" task exec --exec-id dmesg demo /bin/dmesg 2>&1); then
 	exit 1
 fi
 echo "$out"
-echo "-- what Palisade enforced: palisadectl inspect -n demo demo (the decision record in the bundle)"
+echo "-- what Palisade enforced, as palisadectl inspect shows it (the decision record in the bundle):"
 palisadectl inspect -n demo --state "$work/state" demo
 "${C[@]}" task kill demo
 for _ in $(seq 100); do "${C[@]}" task ls | grep -q '^demo .*STOPPED' && break; sleep 0.1; done
