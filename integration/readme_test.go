@@ -18,11 +18,7 @@ import (
 // readmeSample is README.md's sample output name (see readmesample).
 func readmeSample(t *testing.T, name string) string {
 	t.Helper()
-	path, err := readmesample.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	samples, err := readmesample.Samples(path)
+	samples, err := readmesample.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

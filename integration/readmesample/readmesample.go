@@ -73,6 +73,15 @@ func Samples(readme string) (map[string]string, error) {
 	return samples, sc.Err()
 }
 
+// Load returns the samples of the module's README.md (see Path).
+func Load() (map[string]string, error) {
+	path, err := Path()
+	if err != nil {
+		return nil, err
+	}
+	return Samples(path)
+}
+
 // Path is the README.md next to the go.mod above the working directory (a
 // test's package directory).
 func Path() (string, error) {

@@ -9,26 +9,15 @@ import (
 	"github.com/palisade-runtime/palisade/shim"
 )
 
-// readmeSamples is README.md's sample outputs by name.
-func readmeSamples(t *testing.T) map[string]string {
-	t.Helper()
-	path, err := readmesample.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	samples, err := readmesample.Samples(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return samples
-}
-
 // TestREADMESamples runs the commands whose output README.md shows and need
 // no root, and compares. The README shows the repository's config.toml
 // installed as /etc/palisade/config.toml; that path is the one
 // normalisation.
 func TestREADMESamples(t *testing.T) {
-	samples := readmeSamples(t)
+	samples, err := readmesample.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
 	config, err := filepath.Abs("../../../../config.toml")
 	if err != nil {
 		t.Fatal(err)
