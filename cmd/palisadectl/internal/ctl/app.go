@@ -50,12 +50,34 @@ func run(ctx context.Context, args []string, e env) int {
 // failed is the exit status of a command that has printed its own report.
 func failed() error { return cli.Exit("", 1) }
 
-func configFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:    "config",
-		Aliases: []string{"c"},
-		Value:   shim.DefaultConfigPath,
-		Usage:   "Palisade's config.toml",
+// globalFlags are accepted by every command, before or after its name
+// (palisadectl --config F doctor, palisadectl doctor --config F): urfave/cli
+// hands a command's flags down to its subcommands, and each command's help
+// lists them under GLOBAL OPTIONS.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "config",
+			Aliases: []string{"c"},
+			Value:   shim.DefaultConfigPath,
+			Usage:   "Palisade's config.toml",
+		},
+		&cli.BoolFlag{
+			Name:  "json",
+			Usage: "print JSON instead of a table (inspect); refused by commands that print TOML, YAML or a report",
+		},
+	}
+}
+
+// textOnly wraps the action of a command that has no JSON form: --json is a
+// global flag, and a script that asks for JSON must not get a table it
+// cannot parse.
+func textOnly(action cli.ActionFunc) cli.ActionFunc {
+	return func(ctx context.Context, cmd *cli.Command) error {
+		if cmd.Bool("json") {
+			return fmt.Errorf("%s: --json is not supported: this command has no JSON output", cmd.FullName())
+		}
+		return action(ctx, cmd)
 	}
 }
 
@@ -70,6 +92,7 @@ func (e env) app() *cli.Command {
 		// urfave/cli would otherwise call os.Exit itself.
 		ExitErrHandler:  func(context.Context, *cli.Command, error) {},
 		HideHelpCommand: true,
+		Flags:           globalFlags(),
 		Commands: []*cli.Command{
 			{
 				Name:  "config",
@@ -79,25 +102,22 @@ func (e env) app() *cli.Command {
 						Name:  "containerd",
 						Usage: "a containerd drop-in (for `imports`) with one CRI runtime entry per handler",
 						Flags: []cli.Flag{
-							configFlag(),
 							&cli.IntFlag{Name: "version", Value: 3, Usage: "containerd config version: 3 (containerd >= 2.0) or 4 (>= 2.3)"},
 							&cli.StringFlag{Name: "shim-path", Usage: "absolute path of containerd-shim-palisade-v2, written as runtime_path (default: containerd finds it on PATH)"},
 						},
-						Action: e.configContainerd,
+						Action: textOnly(e.configContainerd),
 					},
 					{
 						Name:   "runtimeclass",
 						Usage:  "node.k8s.io/v1 RuntimeClass objects, one per handler",
-						Flags:  []cli.Flag{configFlag()},
-						Action: e.configRuntimeClass,
+						Action: textOnly(e.configRuntimeClass),
 					},
 				},
 			},
 			{
 				Name:   "doctor",
 				Usage:  "check that this host can run every handler; exit status 1 if one cannot",
-				Flags:  []cli.Flag{configFlag()},
-				Action: e.doctor,
+				Action: textOnly(e.doctor),
 			},
 			{
 				Name:      "inspect",
@@ -106,7 +126,6 @@ func (e env) app() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: "k8s.io", Usage: "containerd namespace"},
 					&cli.StringFlag{Name: "state", Value: "/run/containerd", Usage: "containerd's state directory"},
-					&cli.BoolFlag{Name: "json", Usage: "print the record as stored (JSON)"},
 				},
 				Action: e.inspect,
 			},
@@ -116,9 +135,9 @@ func (e env) app() *cli.Command {
 				Commands: []*cli.Command{
 					{
 						Name:      "check",
-						Usage:     "validate a config.toml without starting anything; exit status 1 on any error",
-						ArgsUsage: "<config.toml>",
-						Action:    e.policyCheck,
+						Usage:     "validate a config.toml (the argument, else --config) without starting anything; exit status 1 on any error",
+						ArgsUsage: "[<config.toml>]",
+						Action:    textOnly(e.policyCheck),
 					},
 				},
 			},

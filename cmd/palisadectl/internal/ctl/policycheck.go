@@ -18,9 +18,14 @@ import (
 )
 
 func (e env) policyCheck(_ context.Context, cmd *cli.Command) error {
-	path, err := oneArg(cmd, "config.toml")
-	if err != nil {
-		return err
+	// The file is the argument, as in `policy check FILE`, or else the
+	// global --config, as for every other command.
+	path := cmd.String("config")
+	switch {
+	case cmd.NArg() > 1:
+		return fmt.Errorf("%s: want at most one config.toml, got %d arguments", cmd.FullName(), cmd.NArg())
+	case cmd.NArg() == 1:
+		path = cmd.Args().First()
 	}
 	results, err := checkConfig(path)
 	if err != nil {
