@@ -52,8 +52,16 @@ func (s *Service) request(ctx context.Context, what string) (context.Context, fu
 func (s *Service) deleteFailed(ctx context.Context, id, bundle string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.commandTimeout())
 	defer cancel()
-	if err := s.client(bundle).Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+	sb := bundleSandbox(id, bundle)
+	r := s.client(sb, bundle)
+	if err := r.Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
 		log.G(ctx).WithError(err).WithField("id", id).Warn("runsc delete --force after a failed create")
+	}
+	if err := removeStaleLocks(r.Root, id); err != nil {
+		log.G(ctx).WithError(err).WithField("id", id).Warn("remove runsc's stale lock files")
+	}
+	if err := removeSandboxRoot(r.Root); err != nil {
+		log.G(ctx).WithError(err).WithField("id", id).Warn("remove the sandbox's runsc root")
 	}
 }
 

@@ -131,13 +131,19 @@ func (c Config) globalArgs() []string {
 	return args
 }
 
-// client returns the go-runc client for one container's bundle. runsc reads
-// the same global flags as runc (--root, --log, --log-format), so go-runc's
-// argument building applies unchanged.
-func (c Config) client(namespace, bundle string) *gorunc.Runc {
+// client returns the go-runc client for one container's bundle, in its
+// sandbox's root (roots.go). runsc reads the same global flags as runc
+// (--root, --log, --log-format), so go-runc's argument building applies
+// unchanged.
+func (c Config) client(namespace, sandbox, bundle string) *gorunc.Runc {
+	return c.clientIn(c.sandboxRoot(namespace, sandbox), bundle)
+}
+
+// clientIn is client for a given runsc root.
+func (c Config) clientIn(root, bundle string) *gorunc.Runc {
 	return &gorunc.Runc{
 		Command:      c.Binary,
-		Root:         filepath.Join(c.Root, namespace),
+		Root:         root,
 		Log:          filepath.Join(bundle, "log.json"),
 		LogFormat:    gorunc.JSON,
 		PdeathSignal: unix.SIGKILL,

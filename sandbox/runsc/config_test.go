@@ -14,8 +14,8 @@ func TestGlobalArgs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("globalArgs = %q, want %q (sorted extra flags, oci-seccomp always)", got, want)
 	}
-	r := c.client("k8s.io", "/b")
-	if r.Root != "/run/palisade/runsc/k8s.io" || r.Log != "/b/log.json" || r.Command != "runsc" {
+	r := c.client("k8s.io", "pod", "/b")
+	if r.Root != "/run/palisade/runsc/k8s.io/pod" || r.Log != "/b/log.json" || r.Command != "runsc" {
 		t.Fatalf("client: root %q log %q command %q", r.Root, r.Log, r.Command)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
-	gorunc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 )
 
@@ -69,11 +68,9 @@ func readBundleSpec(bundle string) (bundleSpec, []byte, error) {
 	return s, data, nil
 }
 
-// newContainer mounts the rootfs and runs `runsc create`.
-// rc is the go-runc client for the bundle, execRC the one for execs (the
-// trampoline); confined is the environment that
-// puts runsc invocations outside go-runc under the handler's AppArmor profile.
-func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.Platform, r *taskAPI.CreateTaskRequest, confined []string) (_ *container, retErr error) {
+// newContainer mounts the rootfs and runs `runsc create` in the root of the
+// container's sandbox (roots.go).
+func newContainer(ctx context.Context, s *Service, r *taskAPI.CreateTaskRequest) (_ *container, retErr error) {
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restore from checkpoint: %w", errdefs.ErrNotImplemented)
 	}
@@ -82,6 +79,16 @@ func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.P
 		return nil, err
 	}
 	annotations := bs.Annotations
+	sub := annotations[annoContainerType] == "container"
+	sb := sandboxOf(r.ID, sub, annotations)
+	if err := s.checkSiblings(r.ID, sb); err != nil {
+		return nil, err
+	}
+	rc, execRC := s.client(sb, r.Bundle), s.execClient(sb, r.Bundle)
+	if err := os.MkdirAll(rc.Root, 0o711); err != nil {
+		return nil, fmt.Errorf("runsc root: %w", err)
+	}
+	platform, confined := s.platform, s.confined
 	var mounts []mount.Mount
 	pmounts := make([]process.Mount, 0, len(r.Rootfs))
 	for _, m := range r.Rootfs {
@@ -114,7 +121,6 @@ func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.P
 		log.G(ctx).WithField("id", r.ID).Warn("gVisor does not apply linux." + n)
 	}
 
-	sub := annotations[annoContainerType] == "container"
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	var p initProcess
 	if sub && !r.Terminal {
@@ -146,7 +152,7 @@ func newContainer(ctx context.Context, rc, execRC *gorunc.Runc, platform stdio.P
 		init:       p,
 		execParent: newExecParent(r.ID, r.Bundle, rootfs, execRC, sio, platform),
 		sub:        sub,
-		sandbox:    sandboxOf(r.ID, sub, annotations),
+		sandbox:    sb,
 		execs:      map[string]process.Process{},
 		reserved:   map[string]struct{}{},
 	}, nil

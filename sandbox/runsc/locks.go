@@ -67,4 +67,11 @@ func (s *Service) removeStaleLocks(ctx context.Context, c *container) {
 			log.G(ctx).WithError(err).WithField("id", c.id).Warn("remove runsc's stale lock files")
 		}
 	}
+	// The sandbox's root goes with its last container (roots.go); while a
+	// sibling is being created, its lock file keeps the root.
+	if len(s.creating) == 0 {
+		if err := removeSandboxRoot(root); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("remove the sandbox's runsc root")
+		}
+	}
 }

@@ -240,10 +240,12 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}()
 	// The sandbox process can die right after create; open the window first.
 	w := s.exits.watch(nil, "")
-	c, err := newContainer(ctx, s.client(r.Bundle), s.execClient(r.Bundle), s.platform, r, s.confined)
+	c, err := newContainer(ctx, s, r)
 	if err != nil {
 		s.exits.abandon(w, nil, "")
-		s.deleteFailed(ctx, r.ID, r.Bundle)
+		if !errdefs.IsAlreadyExists(err) {
+			s.deleteFailed(ctx, r.ID, r.Bundle)
+		}
 		return nil, withDiskFull(r.Bundle, err)
 	}
 	s.mu.Lock()
@@ -441,15 +443,15 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 
 // execClient is the go-runc client for the execs of one container's
 // bundle: Palisade's own binary, which execs runsc (see ExecTrampoline).
-func (s *Service) execClient(bundle string) *gorunc.Runc {
-	r := s.cfg.client(s.env.Namespace, bundle)
+func (s *Service) execClient(sandbox, bundle string) *gorunc.Runc {
+	r := s.cfg.client(s.env.Namespace, sandbox, bundle)
 	r.Command = s.self
 	return r
 }
 
 // client is the go-runc client for one container's bundle.
-func (s *Service) client(bundle string) *gorunc.Runc {
-	r := s.cfg.client(s.env.Namespace, bundle)
+func (s *Service) client(sandbox, bundle string) *gorunc.Runc {
+	r := s.cfg.client(s.env.Namespace, sandbox, bundle)
 	r.Command = s.command
 	return r
 }

@@ -27,7 +27,7 @@ const sandboxGone = 128 + int(unix.SIGKILL)
 // pid is the sandbox's, which lives on, so the reaper cannot tell.
 func (s *Service) waitSubcontainer(ctx context.Context, c *container) {
 	ctx = context.WithoutCancel(ctx)
-	status, err := runscWait(ctx, s.client(c.bundle), s.cfg.Binary, c.id)
+	status, err := runscWait(ctx, s.client(c.sandbox, c.bundle), s.cfg.Binary, c.id)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", c.id).Error("runsc wait failed; killing the container and reporting it killed")
 		s.killUnwatched(ctx, c)
@@ -112,18 +112,33 @@ var _ sandbox.Cleaner = Cleaner{}
 // the pod's last), unmounts the rootfs and reports the recorded exit status.
 func (cl Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sandbox.StopStatus, error) {
 	cfg := cl.Config.WithDefaults()
-	r := cfg.client(namespace, bundle)
+	root, err := cleanupRoot(cfg, namespace, id, bundle)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", id).Warn("find the container's runsc root")
+	}
+	r := cfg.clientIn(root, bundle)
 	// The shim that would have reaped runsc is gone: this process is runsc's
 	// parent now, so the default exec.Cmd wait is right here.
 	r.PdeathSignal = 0
-	// After a clean exit the shim has deleted it in runsc already.
+	// After a clean exit the shim has deleted it in runsc already. Without
+	// its own state file runsc would resolve id as a prefix of another
+	// container's: the container is gone, there is nothing to delete.
 	if !wasDeleted(bundle) {
-		if err := r.Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
-			log.G(ctx).WithError(err).WithField("id", id).Warn("runsc delete --force")
+		if ok, err := hasState(root, id); ok {
+			if err := r.Delete(ctx, id, &gorunc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+				log.G(ctx).WithError(err).WithField("id", id).Warn("runsc delete --force")
+			}
+		} else if err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("read the runsc root")
 		}
 	}
-	if err := removeStaleLocks(r.Root, id); err != nil {
+	if err := removeStaleLocks(root, id); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Warn("remove runsc's stale lock files")
+	}
+	if root != cfg.namespaceRoot(namespace) {
+		if err := removeSandboxRoot(root); err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("remove the sandbox's runsc root")
+		}
 	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
@@ -137,4 +152,20 @@ func (cl Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sa
 
 func isNotExist(err error) bool {
 	return errdefs.IsNotFound(err) || strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not found")
+}
+
+// cleanupRoot is the runsc root that holds id's state: its sandbox's root,
+// or, for a container created before Palisade gave each sandbox a root of
+// its own, the namespace's root (the upgrade path). A container found in
+// neither is cleaned up in its sandbox's root, where nothing is left.
+func cleanupRoot(cfg Config, namespace, id, bundle string) (string, error) {
+	root := cfg.sandboxRoot(namespace, bundleSandbox(id, bundle))
+	if ok, err := hasState(root, id); ok || err != nil {
+		return root, err
+	}
+	legacy := cfg.namespaceRoot(namespace)
+	if ok, err := hasState(legacy, id); ok || err != nil {
+		return legacy, err
+	}
+	return root, nil
 }
