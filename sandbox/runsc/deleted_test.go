@@ -8,7 +8,6 @@ import (
 	"testing"
 )
 
-
 // TestCleanupAfterCleanDelete: `shim delete` runs runsc only when the shim
 // did not delete the container itself, and only in the root that holds the
 // container's own state: its sandbox's root, or the namespace's root of the
