@@ -168,6 +168,11 @@ func ociKill(t testing.TB, e *containerdEnv, rt runtimeUnderTest, id string) {
 		t.Fatal(err)
 	}
 	root := filepath.Join(e.RuntimeRoot, e.Namespace)
+	// Palisade's runsc backend gives each sandbox a root of its own (runc
+	// keeps a directory per container in its root: not that).
+	if st, err := os.Stat(filepath.Join(root, id)); onRunsc(rt) && err == nil && st.IsDir() {
+		root = filepath.Join(root, id)
+	}
 	if out, err := exec.Command(bin, "--root", root, "kill", id, sig).CombinedOutput(); err != nil {
 		t.Fatalf("%s kill %s: %v\n%s", tool, id, err, out)
 	}
