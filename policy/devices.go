@@ -47,7 +47,7 @@ func (devicesControl) enforce(w *work) (Control, error) {
 	var kept []specs.LinuxDevice
 	for i, d := range l.Devices {
 		if why := deviceNotAllowed(d, w.cfg.Devices); why != "" {
-			o.clamp("linux.devices[%d] (%s %s %d:%d): removed: %s", i, d.Type, d.Path, d.Major, d.Minor, why)
+			o.over("removed", "linux.devices[%d] (%s %s %d:%d): %s", i, d.Type, d.Path, d.Major, d.Minor, why)
 			continue
 		}
 		kept = append(kept, d)
@@ -67,11 +67,11 @@ func (devicesControl) enforce(w *work) (Control, error) {
 		case ruleIn(r, defaultDeviceRules()) || ruleForDevice(r, kept):
 			rules = append(rules, r)
 		default:
-			o.clamp("linux.resources.devices[%d] (allow %s): removed: not a default device or an allowed device's", i, ruleString(r))
+			o.over("removed", "linux.resources.devices[%d] (allow %s): allows more than the default devices and the allowed devices", i, ruleString(r))
 		}
 	}
 	if len(reqRules) == 0 || reqRules[0].Allow || !isAllDevices(reqRules[0]) {
-		o.clamp("linux.resources.devices: default deny (a rwm) put first")
+		o.over("default deny (a rwm) put first", "linux.resources.devices: does not start by denying every device")
 	}
 	if len(o.changed) > 0 {
 		// What a clamped request keeps is what an unprivileged one gets:

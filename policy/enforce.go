@@ -165,6 +165,9 @@ func enforce(spec *specs.Spec, f *Floor, s Support, native string) (*Decision, e
 	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode(), Controls: make([]Control, 1, 4+len(specCtls))}
 	caps, nnp, err := f.processControls(w.spec.Process, s, &d.Controls)
 	if err != nil {
+		if refused != nil && errors.Is(err, ErrRefused) {
+			return nil, fmt.Errorf("%w; %s", refused, refusedFields(err))
+		}
 		return nil, err
 	}
 	sc, ctl, err := f.seccompControl(w.spec.Linux.Seccomp, caps.bounding, native, kv, s)

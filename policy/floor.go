@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -66,11 +67,19 @@ func newWork(spec *specs.Spec, cfg *Config, s *Support) *work {
 // and requests nothing can clamp without changing their meaning (always
 // refused).
 type outcome struct {
-	changed []string // "field: what" for each clamp
+	found   []string // "field: what is over the floor" for each finding a clamp fixes
+	changed []string // "field: what is over the floor: fix", for the record
 	hard    []string // "field: why" for each request that is always refused
 }
 
-func (o *outcome) clamp(format string, a ...any) { o.changed = append(o.changed, fmt.Sprintf(format, a...)) }
+// over records a finding the control clamps by fix (over_ceiling =
+// "clamp") or refuses naming it (over_ceiling = "refuse").
+func (o *outcome) over(fix, format string, a ...any) {
+	what := fmt.Sprintf(format, a...)
+	o.found = append(o.found, what)
+	o.changed = append(o.changed, what+": "+fix)
+}
+
 func (o *outcome) refuse(format string, a ...any) {
 	o.hard = append(o.hard, fmt.Sprintf(format, a...))
 }
@@ -81,7 +90,7 @@ func (o *outcome) refuse(format string, a ...any) {
 func (o *outcome) finish(w *work, c *Control, mode string) (bool, error) {
 	refuse := o.hard
 	if mode == OverCeilingRefuse {
-		refuse = append(refuse, o.changed...)
+		refuse = append(slices.Clip(refuse), o.found...)
 	}
 	if len(refuse) > 0 && w.apply {
 		return false, fmt.Errorf("%w: %s", ErrRefused, strings.Join(refuse, "; "))
@@ -92,7 +101,7 @@ func (o *outcome) finish(w *work, c *Control, mode string) (bool, error) {
 		}
 		if mode != OverCeilingRefuse {
 			for _, ch := range o.changed {
-				c.Changed = append(c.Changed, "complain mode: would change "+ch)
+				c.Changed = append(c.Changed, "complain mode: would clamp "+ch)
 			}
 		}
 		return false, nil
@@ -102,15 +111,26 @@ func (o *outcome) finish(w *work, c *Control, mode string) (bool, error) {
 }
 
 // runSpecControls runs the whole-spec controls on a copy of spec. On
-// success the caller writes w.spec back; on error spec is unchanged.
+// success the caller writes w.spec back; on error spec is unchanged. A
+// refusal does not stop the others: the error lists every field refused.
 func runSpecControls(w *work) ([]Control, error) {
 	var out []Control
+	var refused []string
 	for _, c := range specControls() {
 		ctl, err := c.enforce(w)
 		if err != nil {
-			return nil, err
+			refused = append(refused, refusedFields(err))
+			continue
 		}
 		out = append(out, ctl)
 	}
+	if len(refused) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrRefused, strings.Join(refused, "; "))
+	}
 	return out, nil
+}
+
+// refusedFields is the list of fields in a refusal, without the sentinel.
+func refusedFields(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrRefused.Error()+": ")
 }

@@ -60,7 +60,7 @@ func (mountsControl) enforce(w *work) (Control, error) {
 				mounts, copied = slices.Clone(mounts), true
 			}
 			mounts[i].Options = setReadOnly(m.Options)
-			clampRO.clamp("%s: read-write -> ro (host_paths_read_only)", field)
+			clampRO.over("-> ro", "%s: host path read-write (host_paths_read_only)", field)
 		}
 	}
 	if p := w.spec.Linux.RootfsPropagation; (p == "shared" || p == "rshared" || p == "slave" || p == "rslave") && !w.cfg.HostPropagation {
@@ -147,7 +147,7 @@ func (tokenControl) enforce(w *work) (Control, error) {
 		if mode == TokenRefuse {
 			o.refuse("mounts[%d] (%s -> source %s): service-account token not allowed by the handler (service_account_token = refuse)", i, m.Destination, m.Source)
 		} else {
-			o.clamp("mounts[%d] (%s -> source %s): service-account token removed (service_account_token = strip)", i, m.Destination, m.Source)
+			o.over("removed", "mounts[%d] (%s -> source %s): service-account token (service_account_token = strip)", i, m.Destination, m.Source)
 		}
 	}
 	write, err := o.finish(w, &c, OverCeilingClamp)

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -57,7 +56,7 @@ func (namespacesControl) enforce(w *work) (Control, error) {
 		case fact.Err != "":
 			o.refuse("linux.namespaces[%d] (%s): path %q: %s", i, ns.Type, ns.Path, fact.Err)
 		case fact.Host:
-			w.hostNamespace(&o, ns.Type, fmt.Sprintf("linux.namespaces[%d]", i), "joins the host's namespace at "+ns.Path)
+			w.hostNamespace(&o, ns.Type, "linux.namespaces["+kubeNamespace(ns.Type)+"]", "joins the host's namespace at "+ns.Path)
 		}
 	}
 	for _, t := range requiredNamespaces {

@@ -45,11 +45,11 @@ func (privilegedControl) enforce(w *work) (Control, error) {
 	var o outcome
 	masked, missing := withAll(l.MaskedPaths, defaultMaskedPaths)
 	if len(missing) > 0 {
-		o.clamp("linux.maskedPaths: added %s (containerd's defaults)", strings.Join(missing, ","))
+		o.over("added", "linux.maskedPaths: lacks containerd's default %s", strings.Join(missing, ","))
 	}
 	ro, missingRO := withAll(l.ReadonlyPaths, defaultReadonlyPaths)
 	if len(missingRO) > 0 {
-		o.clamp("linux.readonlyPaths: added %s (containerd's defaults)", strings.Join(missingRO, ","))
+		o.over("added", "linux.readonlyPaths: lacks containerd's default %s", strings.Join(missingRO, ","))
 	}
 	mounts := w.spec.Mounts
 	copied := false
@@ -61,7 +61,7 @@ func (privilegedControl) enforce(w *work) (Control, error) {
 			mounts, copied = slices.Clone(mounts), true
 		}
 		mounts[i].Options = setReadOnly(m.Options)
-		o.clamp("mounts[%d] (%s %s): read-write -> ro", i, m.Type, m.Destination)
+		o.over("-> ro", "mounts[%d] (%s %s): read-write", i, m.Type, m.Destination)
 	}
 	write, err := o.finish(w, &c, w.cfg.privileged())
 	if err != nil {

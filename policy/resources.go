@@ -5,7 +5,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-
 )
 
 // rlimitTypes are the POSIX rlimits a Linux runtime knows; any other name
@@ -38,7 +37,7 @@ func (resourcesControl) enforce(w *work) (Control, error) {
 	}
 	oom := p.OOMScoreAdj
 	if oom != nil && *oom < 0 {
-		o.clamp("process.oomScoreAdj: %d -> 0 (negative is more protected than the host's processes)", *oom)
+		o.over("-> 0", "process.oomScoreAdj: %d is negative, more protected than the host's processes", *oom)
 		zero := 0
 		oom = &zero
 	} else if oom != nil && *oom > 1000 {
@@ -103,4 +102,3 @@ func badCgroupsPath(p string) string {
 	}
 	return ""
 }
-

@@ -85,11 +85,11 @@ func (sysctlsControl) enforce(w *work) (Control, error) {
 		ns, ok := namespacedSysctl(n)
 		switch {
 		case !ok:
-			o.clamp("linux.sysctl[%s]: removed: not namespaced, it would be the host's", raw)
+			o.over("removed", "linux.sysctl[%s]: not namespaced, it would be the host's", raw)
 		case slices.Contains(w.hostNS, ns):
-			o.clamp("linux.sysctl[%s]: removed: the container shares the host's %s namespace", raw, ns)
+			o.over("removed", "linux.sysctl[%s]: the container shares the host's %s namespace", raw, ns)
 		case !sysctlAllowed(n, allow):
-			o.clamp("linux.sysctl[%s]: removed: not in the handler's allowed sysctls", raw)
+			o.over("removed", "linux.sysctl[%s]: not in the handler's allowed sysctls", raw)
 		default:
 			kept[raw] = l.Sysctl[raw]
 		}
@@ -114,4 +114,3 @@ func (sysctlsControl) enforce(w *work) (Control, error) {
 	}
 	return c, nil
 }
-
