@@ -191,15 +191,24 @@ func validHandlerName(n string) error {
 	return nil
 }
 
+// ValidateHostDirs checks the top-level host directories.
+func (c *Config) ValidateHostDirs() error {
+	var errs []error
+	for _, kv := range [][2]string{{"kubelet_root_dir", c.KubeletRootDir}, {"containerd_root_dir", c.ContainerdRootDir}} {
+		if dir := kv[1]; dir != "" && (!filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/") {
+			errs = append(errs, fmt.Errorf("%s: %q is not a clean absolute directory other than /", kv[0], dir))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Validate checks every handler, naming the field that is wrong.
 func (c *Config) Validate() error {
 	if len(c.Handlers) == 0 {
 		return errors.New("handlers: no handler defined")
 	}
-	for key, dir := range map[string]string{"kubelet_root_dir": c.KubeletRootDir, "containerd_root_dir": c.ContainerdRootDir} {
-		if dir != "" && (!filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/") {
-			return fmt.Errorf("%s: %q is not a clean absolute directory other than /", key, dir)
-		}
+	if err := c.ValidateHostDirs(); err != nil {
+		return err
 	}
 	if c.DefaultHandler != "" {
 		if _, ok := c.Handlers[c.DefaultHandler]; !ok {
