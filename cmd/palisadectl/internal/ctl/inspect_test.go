@@ -122,7 +122,7 @@ func TestInspectWholeSpecControls(t *testing.T) {
 	for _, want := range []string{
 		"privileged             requested    maskedPaths 0, readonlyPaths 0, sysfs rw, cgroupfs absent",
 		"mounts[5] (sysfs /sys): read-write: -> ro",
-		"namespaces             requested    pid=new ipc=new uts=new mount=new network=new",
+		"namespaces             requested    pid=new\n",
 		"devices                requested    16 devices, 1 device cgroup rules",
 		"linux.devices[13] (b /dev/vda 254:0): not an OCI default device and not in policy.devices: removed",
 		"sysctls                requested",
