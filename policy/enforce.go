@@ -114,6 +114,10 @@ type Support struct {
 	// mount namespaces itself), so sharing the host's is not a host
 	// namespace for the container.
 	IsolatedNamespaces []string `json:",omitempty"`
+	// ResolvedSources maps a bind-mount source to the path it resolves to
+	// on the host when that differs (a symlink on the way): the edge
+	// resolves it, and a host path is checked by both names.
+	ResolvedSources map[string]string `json:",omitempty"`
 	// Network describes the container's network stack when the backend has
 	// its own (e.g. "gVisor netstack (runsc --network=sandbox)").
 	Network string `json:",omitempty"`

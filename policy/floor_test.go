@@ -111,8 +111,10 @@ func checkFloorPromise(t *testing.T, out *specs.Spec, cfg Config, s Support) {
 				fail("mounts[%d]: token kept with service_account_token = %s", i, cfg.serviceAccountToken())
 			}
 		case MountHostPath:
-			if deniedHostPath(m.Source, s.Host) != "" || !allowedHostPath(m.Source, cfg.HostPaths) {
-				fail("mounts[%d]: host path %s kept", i, m.Source)
+			for _, p := range []string{m.Source, s.ResolvedSources[m.Source]} {
+				if p != "" && (deniedHostPath(p, s.Host) != "" || !allowedHostPath(p, cfg.HostPaths)) {
+					fail("mounts[%d]: host path %s (%s) kept", i, m.Source, p)
+				}
 			}
 			if cfg.hostPathsReadOnly() && !hasOpt(m.Options, "ro") {
 				fail("mounts[%d]: host path %s read-write", i, m.Source)
@@ -221,7 +223,9 @@ func randomSpec(r *rand.Rand) *specs.Spec {
 // propSupport: /proc/1/ns/* is the host's, /proc/77/ns/* a pod's.
 func propSupport() Support {
 	s := Support{Backend: "shim:runc", CapabilityEnforcer: "k", NoNewPrivsEnforcer: "k", SeccompEnforcer: "k",
-		Host: propHostDirs, NamespacePaths: map[string]NamespacePath{}}
+		Host: propHostDirs, NamespacePaths: map[string]NamespacePath{},
+		// /data/x is a symlink to the host's root.
+		ResolvedSources: map[string]string{"/data/x": "/"}}
 	for _, t := range requiredNamespaces {
 		s.NamespacePaths["/proc/1/ns/"+string(t)] = NamespacePath{Host: true}
 		s.NamespacePaths["/proc/77/ns/"+string(t)] = NamespacePath{}

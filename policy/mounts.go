@@ -47,12 +47,11 @@ func (mountsControl) enforce(w *work) (Control, error) {
 		if kind != MountHostPath {
 			continue
 		}
-		if why := deniedHostPath(m.Source, h); why != "" {
-			o.refuse("%s: %s", field, why)
+		if refuseHostPath(&o, field, m.Source, h, w.cfg.HostPaths) {
 			continue
 		}
-		if !allowedHostPath(m.Source, w.cfg.HostPaths) {
-			o.refuse("%s: host path %q not allowed by the handler (host_paths)", field, m.Source)
+		if real, ok := w.s.ResolvedSources[m.Source]; ok && real != m.Source &&
+			refuseHostPath(&o, field+" (resolves to "+real+")", real, h, w.cfg.HostPaths) {
 			continue
 		}
 		if w.cfg.hostPathsReadOnly() && !hasOpt(m.Options, "ro") {
@@ -96,6 +95,20 @@ func (mountsControl) enforce(w *work) (Control, error) {
 		c.Effective += "under " + strings.Join(w.cfg.HostPaths, ",")
 	}
 	return c, nil
+}
+
+// refuseHostPath records why host path p may not be mounted, if it may
+// not: the fixed deny list first, then the handler's allow list.
+func refuseHostPath(o *outcome, field, p string, h HostDirs, allowed []string) bool {
+	if why := deniedHostPath(p, h); why != "" {
+		o.refuse("%s: %s", field, why)
+		return true
+	}
+	if !allowedHostPath(p, allowed) {
+		o.refuse("%s: host path %q not allowed by the handler (host_paths)", field, p)
+		return true
+	}
+	return false
 }
 
 func propagation(opts []string) string {

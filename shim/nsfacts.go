@@ -43,6 +43,19 @@ func selfNamespaces(t specs.LinuxNamespaceType) (nsID, error) {
 // containerd's state directory, from the bundle's place in it.
 func containerFacts(spec *specs.Spec, bundle string, s policy.Support, self func(specs.LinuxNamespaceType) (nsID, error)) policy.Support {
 	s.Host.ContainerdState = stateDirOf(bundle)
+	for _, m := range spec.Mounts {
+		if !policy.IsBindMount(m) || !filepath.IsAbs(m.Source) {
+			continue
+		}
+		// The runtime follows symlinks in the source when it mounts; the
+		// floor must judge the path that is mounted, not its name.
+		if real, err := filepath.EvalSymlinks(m.Source); err == nil && real != m.Source {
+			if s.ResolvedSources == nil {
+				s.ResolvedSources = map[string]string{}
+			}
+			s.ResolvedSources[m.Source] = real
+		}
+	}
 	if spec.Linux == nil {
 		return s
 	}

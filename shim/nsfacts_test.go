@@ -100,3 +100,31 @@ func TestStateDirOf(t *testing.T) {
 		}
 	}
 }
+
+// TestContainerFactsResolvesSymlinkedSources: a bind-mount source that is a
+// symlink is handed to policy with the path the runtime would mount.
+func TestContainerFactsResolvesSymlinkedSources(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "app")
+	if err := os.Symlink("/", link); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.Mkdir(plain, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := &specs.Spec{Mounts: []specs.Mount{
+		{Destination: "/a", Type: "bind", Source: link, Options: []string{"rbind"}},
+		{Destination: "/b", Type: "bind", Source: plain, Options: []string{"rbind"}},
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+	}}
+	s := containerFacts(spec, "", policy.Support{}, selfNamespaces)
+	realPlain, _ := filepath.EvalSymlinks(plain)
+	want := map[string]string{link: "/"}
+	if realPlain != plain { // t.TempDir itself may sit behind a symlink
+		want[plain] = realPlain
+	}
+	if len(s.ResolvedSources) != len(want) || s.ResolvedSources[link] != "/" {
+		t.Errorf("resolved sources: got %v, want %v", s.ResolvedSources, want)
+	}
+}
