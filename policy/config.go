@@ -43,7 +43,16 @@ type Config struct {
 	Devices []string `toml:"devices"`
 	// Sysctls allowed; nil (key absent) means Kubernetes' safe set.
 	Sysctls []string `toml:"sysctls"`
+	// OOMScoreAdjMin is the lowest process.oomScoreAdj a container may
+	// have. nil means DefaultOOMScoreAdjMin.
+	OOMScoreAdjMin *int `toml:"oom_score_adj_min"`
 }
+
+// DefaultOOMScoreAdjMin is kubelet's value for a pod's pause container
+// (Guaranteed pods' containers get -997): a container may be as protected
+// from the OOM killer as kubelet makes pods, never as protected as kubelet
+// and containerd themselves (-999) or unkillable (-1000).
+const DefaultOOMScoreAdjMin = -998
 
 // CapsConfig bounds the five capability sets of every process.
 type CapsConfig struct {
@@ -217,6 +226,13 @@ func (c Config) serviceAccountToken() string {
 	return c.ServiceAccountToken
 }
 
+func (c Config) oomScoreAdjMin() int {
+	if c.OOMScoreAdjMin == nil {
+		return DefaultOOMScoreAdjMin
+	}
+	return *c.OOMScoreAdjMin
+}
+
 func (c Config) hostPathsReadOnly() bool {
 	return c.HostPathsReadOnly == nil || *c.HostPathsReadOnly
 }
@@ -251,6 +267,9 @@ func (c Config) validateSpecControls() []error {
 		if err := checkPath(p); err != nil || !strings.HasPrefix(p, "/dev/") {
 			errs = append(errs, fmt.Errorf("policy.devices[%d]: %q is not a clean absolute path under /dev/", i, p))
 		}
+	}
+	if m := c.OOMScoreAdjMin; m != nil && (*m < -1000 || *m > 1000) {
+		errs = append(errs, fmt.Errorf("policy.oom_score_adj_min: %d is not in -1000..1000", *m))
 	}
 	for i, n := range c.Sysctls {
 		if err := checkSysctlName(n); err != nil {

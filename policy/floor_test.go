@@ -90,7 +90,7 @@ func checkFloorPromise(t *testing.T, out *specs.Spec, cfg Config, s Support) {
 		}
 	}
 	// resources
-	if o := out.Process.OOMScoreAdj; o != nil && (*o < 0 || *o > 1000) {
+	if o := out.Process.OOMScoreAdj; o != nil && (*o < cfg.oomScoreAdjMin() || *o > 1000) {
 		fail("oomScoreAdj %d", *o)
 	}
 	for _, r := range out.Process.Rlimits {

@@ -19,9 +19,9 @@ var hostSlices = []string{"system.slice", "user.slice", "init.scope", "machine.s
 
 // resourcesControl governs the process fields a runtime applies with host
 // privilege: rlimits (known names, soft <= hard), oomScoreAdj (never below
-// 0, which would make the container more protected from the OOM killer
-// than the host's own processes) and cgroupsPath (the container's own
-// cgroup, never the root or a host service's).
+// oom_score_adj_min: more protected from the OOM killer than kubelet makes
+// pods, the host's own services would be killed first) and cgroupsPath (the
+// container's own cgroup, never the root or a host service's).
 type resourcesControl struct{}
 
 func (resourcesControl) enforce(w *work) (Control, error) {
@@ -36,10 +36,9 @@ func (resourcesControl) enforce(w *work) (Control, error) {
 		}
 	}
 	oom := p.OOMScoreAdj
-	if oom != nil && *oom < 0 {
-		o.over("-> 0", "process.oomScoreAdj: %d is negative, more protected than the host's processes", *oom)
-		zero := 0
-		oom = &zero
+	if min := w.cfg.oomScoreAdjMin(); oom != nil && *oom < min {
+		o.over(fmt.Sprintf("-> %d", min), "process.oomScoreAdj: %d is below the handler's oom_score_adj_min %d", *oom, min)
+		oom = &min
 	} else if oom != nil && *oom > 1000 {
 		o.refuse("process.oomScoreAdj: %d above 1000", *oom)
 	}
