@@ -128,6 +128,11 @@ type HostDirs struct {
 	KubeletRoot     string // kubelet --root-dir, e.g. /var/lib/kubelet
 	ContainerdRoot  string // containerd's root, e.g. /var/lib/containerd
 	ContainerdState string // containerd's state, e.g. /run/containerd; "" when unknown
+	// CRISandbox is the pod's sandbox id, from the spec's CRI annotation
+	// (policy fills it): that sandbox's hostname, resolv.conf and hosts
+	// are containerd's files wherever containerd's root is, since no pod
+	// spec can name a sandbox id before CRI makes it.
+	CRISandbox string `json:",omitempty"`
 }
 
 // NamespacePath is what the edge found about one namespace path.

@@ -60,7 +60,13 @@ func newWork(spec *specs.Spec, cfg *Config, s *Support) *work {
 	cp.Linux = &linux
 	proc := *spec.Process
 	cp.Process = &proc
-	return &work{spec: &cp, cfg: cfg, s: s, apply: cfg.mode() == ModeEnforce}
+	w := &work{spec: &cp, cfg: cfg, s: s, apply: cfg.mode() == ModeEnforce}
+	if id := spec.Annotations[CRISandboxAnnotation]; id != "" {
+		sc := *s
+		sc.Host.CRISandbox = id
+		w.s = &sc
+	}
+	return w
 }
 
 // outcome collects what one control found: changes it can make (clamp)

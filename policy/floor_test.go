@@ -102,6 +102,7 @@ func checkFloorPromise(t *testing.T, out *specs.Spec, cfg Config, s Support) {
 		fail("cgroupsPath %q: %s", l.CgroupsPath, why)
 	}
 	// mounts and the token
+	s.Host.CRISandbox = out.Annotations[CRISandboxAnnotation]
 	for i, m := range out.Mounts {
 		switch kind := ClassifyMount(m, s.Host); kind {
 		case MountFilesystem:

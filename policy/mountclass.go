@@ -107,6 +107,9 @@ func ClassifyMount(m specs.Mount, h HostDirs) MountKind {
 		}
 		return MountHostPath
 	}
+	if h.CRISandbox != "" && criSandboxFile(src, h.CRISandbox) {
+		return MountContainerd
+	}
 	if rest, ok := under(src, path.Join(h.ContainerdState, criPlugin, "sandboxes")); ok {
 		if parts := strings.Split(rest, "/"); len(parts) == 2 && parts[1] == "shm" {
 			return MountContainerd
@@ -120,6 +123,19 @@ func ClassifyMount(m specs.Mount, h HostDirs) MountKind {
 	}
 	return MountHostPath
 }
+
+// criSandboxFile: src is <some root>/io.containerd.grpc.v1.cri/sandboxes/<id>/
+// hostname, resolv.conf or hosts of the sandbox id.
+func criSandboxFile(src, id string) bool {
+	dir, file := path.Split(src)
+	if file != "hostname" && file != "resolv.conf" && file != "hosts" || strings.ContainsAny(id, "/.") {
+		return false
+	}
+	return strings.HasSuffix(dir, "/"+criPlugin+"/sandboxes/"+id+"/")
+}
+
+// CRISandboxAnnotation is where CRI writes a container's pod sandbox id.
+const CRISandboxAnnotation = "io.kubernetes.cri.sandbox-id"
 
 // under reports whether p is strictly below dir, path-boundary aware
 // (/data/x is under /data, /database is not), and the rest of p.

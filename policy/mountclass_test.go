@@ -74,6 +74,30 @@ func TestClassifyMount(t *testing.T) {
 	}
 }
 
+// TestClassifyMountCRISandbox: with containerd's root elsewhere than
+// containerd_root_dir says (a test harness, a custom --root), the pod's own
+// sandbox files are still containerd's; another sandbox's are not.
+func TestClassifyMountCRISandbox(t *testing.T) {
+	const root = "/tmp/pal-it-1/root/io.containerd.grpc.v1.cri/sandboxes/"
+	h := HostDirs{CRISandbox: "2235a6b6c754"}
+	for src, want := range map[string]MountKind{
+		root + "2235a6b6c754/resolv.conf": MountContainerd,
+		root + "2235a6b6c754/hostname":    MountContainerd,
+		root + "2235a6b6c754/hosts":       MountContainerd,
+		root + "2235a6b6c754/secret":      MountHostPath,
+		root + "0c8a886bb723/resolv.conf": MountHostPath,
+		"/tmp/2235a6b6c754/resolv.conf":   MountHostPath,
+	} {
+		m := specs.Mount{Destination: "/etc/x", Type: "bind", Source: src, Options: []string{"rbind"}}
+		if got := ClassifyMount(m, h); got != want {
+			t.Errorf("%s: got %q, want %q", src, got, want)
+		}
+	}
+	if got := ClassifyMount(specs.Mount{Type: "bind", Source: root + "x/resolv.conf"}, HostDirs{CRISandbox: "../x"}); got != MountHostPath {
+		t.Errorf("a sandbox id with a path in it: got %q", got)
+	}
+}
+
 func TestDeniedHostPath(t *testing.T) {
 	h := HostDirs{}
 	for _, p := range []string{"/", "/proc", "/proc/1/root", "/sys", "/dev", "/dev/sda", "/var/lib/kubelet", "/var/lib/kubelet/pki",
