@@ -226,6 +226,13 @@ func EnforceProcess(p *specs.Process, f *Floor, s Support) (*Decision, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An exec's own rlimits and oomScoreAdj: the resources control on the
+	// process alone (the container's cgroup is not the exec's to choose).
+	w := newWork(&specs.Spec{Process: p}, &f.cfg, &s)
+	res, err := resourcesControl{}.enforce(w)
+	if err != nil {
+		return nil, err
+	}
 	seccompFloor := "none"
 	if f.seccomp != nil {
 		seccompFloor = f.cfg.Seccomp
@@ -238,9 +245,10 @@ func EnforceProcess(p *specs.Process, f *Floor, s Support) (*Decision, error) {
 	}}, d.Controls...)
 	aa := f.appArmorControl(p, s, &d.AppArmorHostProfile)
 	aa.Effective = "inherited from the container; " + aa.Effective
-	d.Controls = append(d.Controls, aa)
+	d.Controls = append(d.Controls, aa, res)
 	caps.write(p)
 	p.NoNewPrivileges = nnp
+	p.OOMScoreAdj = w.spec.Process.OOMScoreAdj
 	return d, nil
 }
 
