@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"path"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -114,4 +116,35 @@ func TestDeniedHostPath(t *testing.T) {
 	if !allowedHostPath("/data/x", []string{"/data"}) || allowedHostPath("/database", []string{"/data"}) || !allowedHostPath("/data", []string{"/data"}) {
 		t.Error("host_paths prefixes are not path-boundary aware")
 	}
+}
+
+// FuzzClassifyMount: whatever the source, only a clean path below
+// kubelet's pods directory is a pod volume or the token, and only a clean
+// path in containerd's CRI directories (or the pod's own sandbox's) is
+// containerd's; anything else bind-mounted is a host path.
+func FuzzClassifyMount(f *testing.F) {
+	for _, s := range []string{"/var/lib/kubelet/pods/u/etc-hosts", "/var/lib/kubelet/pods/u/volumes/kubernetes.io~projected/kube-api-access-x",
+		"/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/s/resolv.conf", "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/s/shm",
+		"/var/lib/kubelet/pods/../../../etc", "/x/io.containerd.grpc.v1.cri/sandboxes/sb/hosts", "/"} {
+		f.Add(s, "bind", "/dst")
+	}
+	h := HostDirs{KubeletRoot: "/var/lib/kubelet", ContainerdRoot: "/var/lib/containerd", ContainerdState: "/run/containerd", CRISandbox: "sb"}
+	f.Fuzz(func(t *testing.T, src, typ, dst string) {
+		m := specs.Mount{Source: src, Type: typ, Destination: dst, Options: []string{"rbind"}}
+		kind := ClassifyMount(m, h)
+		clean := path.IsAbs(src) && path.Clean(src) == src
+		switch kind {
+		case MountKubeletVolume, MountServiceAccountToken:
+			if !clean || !within(src, "/var/lib/kubelet/pods") {
+				t.Fatalf("%q classified %q", src, kind)
+			}
+		case MountContainerd, MountImageVolume:
+			if !clean || !within(src, "/var/lib/containerd/io.containerd.grpc.v1.cri") &&
+				!within(src, "/run/containerd/io.containerd.grpc.v1.cri") && !strings.Contains(src, "/sandboxes/sb/") {
+				t.Fatalf("%q classified %q", src, kind)
+			}
+		case MountPseudo, MountFilesystem:
+			t.Fatalf("a bind mount of %q classified %q", src, kind)
+		}
+	})
 }
