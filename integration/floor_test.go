@@ -270,7 +270,14 @@ func TestFloorPrivilegedClamped(t *testing.T) {
 				t.Errorf("config.json device cgroup does not start by denying every device: %+v", res)
 			}
 			r.wantChanged(t, "privileged", "maskedPaths", "readonlyPaths")
-			r.wantChanged(t, "devices")
+			r.wantChanged(t, "devices", "/dev/kmsg")
+			// What an operator reads: palisadectl inspect shows the same rows.
+			insp := palisadectl(t, "inspect", "--state", env.StateDir, "--namespace", env.Namespace, r.tk.ID)
+			for _, w := range []string{"privileged", "devices", "linux.maskedPaths", "/dev/kmsg"} {
+				if !strings.Contains(insp, w) {
+					t.Errorf("palisadectl inspect does not show %q:\n%s", w, insp)
+				}
+			}
 
 			// What the container sees.
 			out := r.sh(t, "check", privilegedCheck)
