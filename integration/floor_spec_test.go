@@ -114,6 +114,12 @@ func TestFloorHostMounts(t *testing.T) {
 				[]string{"--mount", "type=bind,src=/run/containerd/containerd.sock,dst=/c.sock,options=rbind:rw"},
 				"mounts[", "/c.sock")
 
+			// Propagation from the host (Kubernetes' Bidirectional) on an
+			// allowed path is refused: host_propagation is false.
+			refusedRun(t, env, rt, "rshared-"+backend,
+				[]string{"--mount", "type=bind,src=" + shared + ",dst=/data,options=rbind:ro:rshared"},
+				"mounts[", "/data", "host_propagation")
+
 			r := startFloorRun(t, env, rt, "rw-"+backend, "--mount", "type=bind,src="+shared+",dst=/data,options=rbind:rw")
 			out := r.sh(t, "write", `cat /data/f; if touch /data/new 2>/dev/null; then echo write=ok; else echo write=denied; fi`)
 			if !strings.Contains(out.Stdout, "host-data") || !strings.Contains(out.Stdout, "write=denied") {
