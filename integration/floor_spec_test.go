@@ -58,6 +58,18 @@ func TestFloorHostNamespaces(t *testing.T) {
 				flag := []string{"--with-ns", ns + ":/proc/" + strconv.Itoa(os.Getpid()) + "/ns/" + ns}
 				if backend == "runc" {
 					refusedRun(t, env, rt, id, flag, "linux.namespaces", "host "+ns+" namespace")
+					if ns == "pid" {
+						// Listed in host_namespaces, the same request runs and
+						// sees the host's processes: the refusal above is the
+						// floor's, not the request's failing.
+						allow := floorRuntime(t, env, backend, "ns-allow-"+backend, "", map[string]any{"host_namespaces": []string{"pid"}})
+						r := startFloorRun(t, env, allow, id+"-allowed", flag...)
+						out := r.sh(t, "ps", `ls -d /proc/[0-9]* | wc -l`)
+						if n, err := strconv.Atoi(strings.TrimSpace(out.Stdout)); err != nil || n < 10 {
+							t.Errorf("%s-allowed: host_namespaces = [pid] should show the host's processes: %v", id, out)
+						}
+						r.stop(t)
+					}
 					continue
 				}
 				r := startFloorRun(t, env, rt, id, flag...)
