@@ -79,16 +79,8 @@ func shippedHandler(t testing.TB, e *containerdEnv, name string) (handler map[st
 		ceiling = append(ceiling, c.(string))
 	}
 	h["log_level"] = "debug"
-	if sh, _ := h["shim"].(map[string]any); sh != nil {
-		shim, err := lookupTool("containerd-shim-runc-v2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		runc, err := lookupTool("runc")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sh["binary"], sh["binary_name"], sh["root"] = shim, runc, e.RuntimeRoot
+	if _, ok := h["shim"]; ok {
+		h["shim"] = runcShimTable(t, e)
 		return h, ceiling
 	}
 	runsc, err := lookupTool("runsc")
@@ -178,17 +170,9 @@ func TestEscapeSuite(t *testing.T) {
 	env := startContainerdFor(t, rt, containerdOpts{})
 	strict, ceiling := strictHandler(t, env)
 	delegate, _ := strictHandler(t, env)
-	shim, err := lookupTool("containerd-shim-runc-v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runc, err := lookupTool("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	delegate["backend"] = "shim"
 	delete(delegate, "runsc")
-	delegate["shim"] = map[string]any{"binary": shim, "options_type": "runc", "binary_name": runc, "root": env.RuntimeRoot}
+	delegate["shim"] = runcShimTable(t, env)
 	control, _ := strictHandler(t, env)
 	control["policy"] = map[string]any{}
 	// The shipped default handlers, asked for everything a privileged pod

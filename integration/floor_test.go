@@ -56,16 +56,8 @@ func floorRuntime(t testing.TB, e *containerdEnv, backend, name, kubeletRoot str
 		h["backend"] = "runsc"
 		h["runsc"] = map[string]any{"binary": runsc, "root": e.RuntimeRoot}
 	case "runc":
-		shim, err := lookupTool("containerd-shim-runc-v2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		runc, err := lookupTool("runc")
-		if err != nil {
-			t.Fatal(err)
-		}
 		h["backend"] = "shim"
-		h["shim"] = map[string]any{"binary": shim, "options_type": "runc", "binary_name": runc, "root": e.RuntimeRoot}
+		h["shim"] = runcShimTable(t, e)
 	default:
 		t.Fatalf("unknown backend %q", backend)
 	}
@@ -82,6 +74,22 @@ func floorRuntime(t testing.TB, e *containerdEnv, backend, name, kubeletRoot str
 		t.Fatal(err)
 	}
 	return runtimeUnderTest{Name: name, RuntimeType: palisadeRuntimeType, ConfigPath: path, NeedsPalisade: true}
+}
+
+// runcShimTable is a delegate handler's [shim] table: the pinned
+// containerd-shim-runc-v2 driving the pinned runc, state in the env's
+// runtime root.
+func runcShimTable(t testing.TB, e *containerdEnv) map[string]any {
+	t.Helper()
+	shim, err := lookupTool("containerd-shim-runc-v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runc, err := lookupTool("runc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]any{"binary": shim, "options_type": "runc", "binary_name": runc, "root": e.RuntimeRoot}
 }
 
 // startFloorEnv starts one containerd for both backends.
