@@ -25,7 +25,8 @@ const (
 	// MountContainerd: containerd's CRI files for the pod (hostname,
 	// resolv.conf, hosts, shm).
 	MountContainerd MountKind = "containerd CRI sandbox file"
-	// MountImageVolume: a volume containerd made for an image's VOLUME.
+	// MountImageVolume: a volume containerd made for an image's VOLUME, or
+	// a Kubernetes image volume (an image mounted read-only).
 	MountImageVolume MountKind = "image volume"
 	// MountHostPath: anything else bind-mounted: a path of the host.
 	MountHostPath MountKind = "host path"
@@ -109,6 +110,15 @@ func ClassifyMount(m specs.Mount, h HostDirs) MountKind {
 	}
 	if h.CRISandbox != "" && criSandboxFile(src, h.CRISandbox) {
 		return MountContainerd
+	}
+	// Kubernetes image volumes (an OCI image mounted as a volume): CRI
+	// mounts the image's snapshot at <state>/io.containerd.grpc.v1.cri/
+	// image-volumes/<sandbox>/<image>[/subPath].
+	if rest, ok := under(src, path.Join(h.ContainerdState, criPlugin, "image-volumes")); ok {
+		if parts := strings.Split(rest, "/"); len(parts) >= 2 {
+			return MountImageVolume
+		}
+		return MountHostPath
 	}
 	if rest, ok := under(src, path.Join(h.ContainerdState, criPlugin, "sandboxes")); ok {
 		if parts := strings.Split(rest, "/"); len(parts) == 2 && parts[1] == "shm" {

@@ -43,6 +43,9 @@ func TestClassifyMount(t *testing.T) {
 		{specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/" + sb + "/resolv.conf", Options: bind}, MountContainerd},
 		{specs.Mount{Destination: "/dev/shm", Type: "bind", Source: "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/" + sb + "/shm", Options: bind}, MountContainerd},
 		{specs.Mount{Destination: "/data", Type: "bind", Source: "/var/lib/containerd/io.containerd.grpc.v1.cri/containers/" + sb + "/volumes/0a1b", Options: bind}, MountImageVolume},
+		{specs.Mount{Destination: "/mnt/image-volume", Type: "bind", Source: "/run/containerd/io.containerd.grpc.v1.cri/image-volumes/" + sb + "/9f8e7d", Options: []string{"rbind", "ro"}}, MountImageVolume},
+		{specs.Mount{Destination: "/mnt/image-volume", Type: "bind", Source: "/run/containerd/io.containerd.grpc.v1.cri/image-volumes/" + sb + "/9f8e7d/etc", Options: []string{"rbind", "ro"}}, MountImageVolume},
+		{specs.Mount{Destination: "/iv", Type: "bind", Source: "/run/containerd/io.containerd.grpc.v1.cri/image-volumes/" + sb, Options: bind}, MountHostPath},
 		// host paths, including look-alikes
 		{specs.Mount{Destination: "/host", Type: "bind", Source: "/", Options: bind}, MountHostPath},
 		{specs.Mount{Destination: "/data", Type: "none", Source: "/data", Options: []string{"bind"}}, MountHostPath},
