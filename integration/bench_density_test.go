@@ -35,7 +35,7 @@ const (
 	// envBenchSeries overrides the series, comma-separated (see benchSeries).
 	envBenchSeries = "PALISADE_BENCH_SERIES"
 
-	benchImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+	benchImage = criBusyboxImage
 )
 
 // benchSeries are the series P4 measures by default. Each names a CRI

@@ -1,18 +1,16 @@
 //go:build bench
 
 // What TestBenchDensity needs around it: memory and process readings from
-// /proc, a crictl client, and the samples it writes for integration/bench.
+// /proc, and the samples it writes for integration/bench.
 
 package integration
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -167,30 +165,6 @@ func (res batchResult) report(t *testing.T) {
 	if err != nil {
 		t.Errorf("write samples: %v", err)
 	}
-}
-
-// crictl runs crictl against one containerd.
-type crictl struct{ bin, address string }
-
-func newCrictl(t testing.TB, e *containerdEnv) crictl {
-	bin, err := lookupTool("crictl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return crictl{bin: bin, address: "unix://" + e.Address}
-}
-
-// run returns crictl's trimmed stdout, or an error with its stderr.
-func (c crictl) run(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--runtime-endpoint", c.address,
-		"--image-endpoint", c.address, "--timeout", "2m"}, args...)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 func benchEnvInt(t testing.TB, name string, def int) int {

@@ -43,6 +43,13 @@ const palisadeRuntimeType = "io.containerd.palisade.v2"
 // floor (no_new_privs, the CAP_NET_RAW drop) that must stop those attempts.
 func strictHandler(t testing.TB, e *containerdEnv) (handler map[string]any, ceiling []string) {
 	t.Helper()
+	return shippedHandler(t, e, "gvisor-strict")
+}
+
+// shippedHandler is config.toml's handler name as strictHandler describes
+// it: its runsc or shim table pointed at the test's tools and state.
+func shippedHandler(t testing.TB, e *containerdEnv, name string) (handler map[string]any, ceiling []string) {
+	t.Helper()
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -57,19 +64,24 @@ func strictHandler(t testing.TB, e *containerdEnv) (handler map[string]any, ceil
 	if err := toml.Unmarshal(src, &cfg); err != nil {
 		t.Fatalf("config.toml: %v", err)
 	}
-	h, ok := cfg.Handlers["gvisor-strict"]
+	h, ok := cfg.Handlers[name]
 	if !ok {
-		t.Fatal("config.toml has no [handlers.gvisor-strict]")
+		t.Fatalf("config.toml has no [handlers.%s]", name)
 	}
 	pol, _ := h["policy"].(map[string]any)
 	caps, _ := pol["capabilities"].(map[string]any)
 	if pol == nil || caps == nil {
-		t.Fatal("config.toml: [handlers.gvisor-strict.policy.capabilities] missing")
+		t.Fatalf("config.toml: [handlers.%s.policy.capabilities] missing", name)
 	}
 	delete(pol, "apparmor")
 	delete(h, "runtimeclass")
 	for _, c := range caps["ceiling"].([]any) {
 		ceiling = append(ceiling, c.(string))
+	}
+	h["log_level"] = "debug"
+	if _, ok := h["shim"]; ok {
+		h["shim"] = runcShimTable(t, e)
+		return h, ceiling
 	}
 	runsc, err := lookupTool("runsc")
 	if err != nil {
@@ -77,12 +89,11 @@ func strictHandler(t testing.TB, e *containerdEnv) (handler map[string]any, ceil
 	}
 	rs, _ := h["runsc"].(map[string]any)
 	if rs == nil {
-		t.Fatal("config.toml: [handlers.gvisor-strict.runsc] missing")
+		t.Fatalf("config.toml: [handlers.%s.runsc] missing", name)
 	}
 	rs["binary"] = runsc
 	rs["root"] = e.RuntimeRoot
 	rs["flags"] = map[string]any{"allow-suid": "true", "net-raw": "true"}
-	h["log_level"] = "debug"
 	return h, ceiling
 }
 
@@ -113,6 +124,9 @@ type escapeRow struct {
 	// the reason it is not an escape.
 	strict  bool
 	allowed map[string]string
+	// ceiling is the row's capability ceiling when it is not the strict
+	// handler's.
+	ceiling []string
 }
 
 // gVisorAllowed are the attempts gVisor lets through under the floor, and why
@@ -156,25 +170,22 @@ func TestEscapeSuite(t *testing.T) {
 	env := startContainerdFor(t, rt, containerdOpts{})
 	strict, ceiling := strictHandler(t, env)
 	delegate, _ := strictHandler(t, env)
-	shim, err := lookupTool("containerd-shim-runc-v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runc, err := lookupTool("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	delegate["backend"] = "shim"
 	delete(delegate, "runsc")
-	delegate["shim"] = map[string]any{"binary": shim, "options_type": "runc", "binary_name": runc, "root": env.RuntimeRoot}
+	delegate["shim"] = runcShimTable(t, env)
 	control, _ := strictHandler(t, env)
 	control["policy"] = map[string]any{}
+	// The shipped default handlers, asked for everything a privileged pod
+	// (and on gVisor, hostPID) asks for: their floor clamps it.
+	runcFloor, defCeiling := shippedHandler(t, env, "runc-floor")
+	gvisor, _ := shippedHandler(t, env, "gvisor")
 	cfg := writeHandlers(t, env, "escape.toml", "strict-runsc", map[string]any{
-		"strict-runsc": strict, "strict-delegate-runc": delegate, "control-runsc": control})
+		"strict-runsc": strict, "strict-delegate-runc": delegate, "control-runsc": control,
+		"runc-floor": runcFloor, "gvisor": gvisor})
 	t.Logf("strictest handler that runs here: config.toml's gvisor-strict floor without its AppArmor table "+
 		"(this kernel has no AppArmor, so gvisor-strict itself fails closed), runsc with --allow-suid and --net-raw; ceiling %v", ceiling)
 
-	rows := escapeRows(ceiling)
+	rows := append(escapeRows(ceiling), privilegedRows(defCeiling)...)
 	results := make([]map[string]string, len(rows))
 	var order []string
 	for i, row := range rows {
@@ -188,7 +199,11 @@ func TestEscapeSuite(t *testing.T) {
 		}
 		t.Logf("%s: %s", row.name, info)
 		if row.strict {
-			checkStrictIdentity(t, row.name, info, ceiling)
+			c := ceiling
+			if row.ceiling != nil {
+				c = row.ceiling
+			}
+			checkStrictIdentity(t, row.name, info, c)
 		}
 	}
 	t.Logf("escape attempts (ok = got through; otherwise the errno that stopped it):\n%s", escapeTable(rows, order, results))

@@ -68,7 +68,7 @@ func benchEnforce(b *testing.B, reqs ...*specs.LinuxSeccomp) {
 		// shares the (unmodified) request profile.
 		spec := &specs.Spec{
 			Process: &specs.Process{Capabilities: caps},
-			Linux:   &specs.Linux{Seccomp: reqs[i%len(reqs)]},
+			Linux:   &specs.Linux{Namespaces: containerNamespaces(), Seccomp: reqs[i%len(reqs)]},
 		}
 		i++
 		if _, err := Enforce(spec, f, s); err != nil {

@@ -147,7 +147,7 @@ func TestFloorConcurrentUse(t *testing.T) {
 		go func() {
 			caps := slices.Clone(defaultCaps)
 			spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}},
-				Linux: &specs.Linux{Seccomp: req}}
+				Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: req}}
 			if _, err := Enforce(spec, f, s); err != nil {
 				results <- err.Error()
 				return

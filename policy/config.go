@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -18,7 +19,40 @@ type Config struct {
 	NoNewPrivileges bool           `toml:"no_new_privileges"`
 	Capabilities    CapsConfig     `toml:"capabilities"`
 	AppArmor        AppArmorConfig `toml:"apparmor"`
+
+	// The whole-spec controls (see floor.go for their order).
+
+	// Privileged is what happens to a request that undoes the default
+	// confinement (containerd's WithPrivileged, CRI privileged): "clamp"
+	// (default) restores it, "refuse" fails Create listing each field.
+	Privileged string `toml:"privileged"`
+	// HostNamespaces may be shared with the host: a subset of "network",
+	// "pid", "ipc", "uts". Default none. The mount namespace never is.
+	HostNamespaces []string `toml:"host_namespaces"`
+	// HostPaths are the bind-mount source prefixes allowed beyond kubelet's
+	// and containerd's own (path-boundary aware). Default none.
+	HostPaths []string `toml:"host_paths"`
+	// HostPathsReadOnly (default true) forces allowed host paths read-only.
+	HostPathsReadOnly *bool `toml:"host_paths_read_only"`
+	// HostPropagation allows rshared/shared/rslave/slave propagation on host
+	// paths (Kubernetes' Bidirectional and HostToContainer). Default false.
+	HostPropagation bool `toml:"host_propagation"`
+	// ServiceAccountToken: "allow" (default), "strip" or "refuse".
+	ServiceAccountToken string `toml:"service_account_token"`
+	// Devices are host device paths allowed beyond the OCI defaults.
+	Devices []string `toml:"devices"`
+	// Sysctls allowed; nil (key absent) means Kubernetes' safe set.
+	Sysctls []string `toml:"sysctls"`
+	// OOMScoreAdjMin is the lowest process.oomScoreAdj a container may
+	// have. nil means DefaultOOMScoreAdjMin.
+	OOMScoreAdjMin *int `toml:"oom_score_adj_min"`
 }
+
+// DefaultOOMScoreAdjMin is kubelet's value for a pod's pause container
+// (Guaranteed pods' containers get -997): a container may be as protected
+// from the OOM killer as kubelet makes pods, never as protected as kubelet
+// and containerd themselves (-999) or unkillable (-1000).
+const DefaultOOMScoreAdjMin = -998
 
 // CapsConfig bounds the five capability sets of every process.
 type CapsConfig struct {
@@ -47,6 +81,13 @@ const (
 
 	OverCeilingClamp  = "clamp"
 	OverCeilingRefuse = "refuse"
+
+	PrivilegedClamp  = OverCeilingClamp
+	PrivilegedRefuse = OverCeilingRefuse
+
+	TokenAllow  = "allow"
+	TokenStrip  = "strip"
+	TokenRefuse = "refuse"
 )
 
 // maxProfileNameLen bounds AppArmor profile names. The kernel accepts longer
@@ -84,6 +125,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.AppArmor.validate()...)
+	errs = append(errs, c.validateSpecControls()...)
 	return errors.Join(errs...)
 }
 
@@ -168,4 +210,71 @@ func (c Config) overCeiling() string {
 		return OverCeilingClamp
 	}
 	return c.OverCeiling
+}
+
+func (c Config) privileged() string {
+	if c.Privileged == "" {
+		return PrivilegedClamp
+	}
+	return c.Privileged
+}
+
+func (c Config) serviceAccountToken() string {
+	if c.ServiceAccountToken == "" {
+		return TokenAllow
+	}
+	return c.ServiceAccountToken
+}
+
+func (c Config) oomScoreAdjMin() int {
+	if c.OOMScoreAdjMin == nil {
+		return DefaultOOMScoreAdjMin
+	}
+	return *c.OOMScoreAdjMin
+}
+
+func (c Config) hostPathsReadOnly() bool {
+	return c.HostPathsReadOnly == nil || *c.HostPathsReadOnly
+}
+
+// validateSpecControls checks the keys of the whole-spec controls.
+func (c Config) validateSpecControls() []error {
+	var errs []error
+	switch c.Privileged {
+	case "", PrivilegedClamp, PrivilegedRefuse:
+	default:
+		errs = append(errs, fmt.Errorf("policy.privileged: %q is not %q or %q", c.Privileged, PrivilegedClamp, PrivilegedRefuse))
+	}
+	switch c.ServiceAccountToken {
+	case "", TokenAllow, TokenStrip, TokenRefuse:
+	default:
+		errs = append(errs, fmt.Errorf("policy.service_account_token: %q is not %q, %q or %q",
+			c.ServiceAccountToken, TokenAllow, TokenStrip, TokenRefuse))
+	}
+	for i, n := range c.HostNamespaces {
+		if !slices.Contains(shareableNamespaces, n) {
+			errs = append(errs, fmt.Errorf("policy.host_namespaces[%d]: %q is not one of %q", i, n, shareableNamespaces))
+		}
+	}
+	for i, p := range c.HostPaths {
+		if err := checkPath(p); err != nil {
+			errs = append(errs, fmt.Errorf("policy.host_paths[%d]: %q: %w", i, p, err))
+		} else if why := deniedHostPath(p, HostDirs{}); why != "" {
+			errs = append(errs, fmt.Errorf("policy.host_paths[%d]: %q: %s", i, p, why))
+		}
+	}
+	for i, p := range c.Devices {
+		if err := checkPath(p); err != nil || !strings.HasPrefix(p, "/dev/") {
+			errs = append(errs, fmt.Errorf("policy.devices[%d]: %q is not a clean absolute path under /dev/", i, p))
+		}
+	}
+	if m := c.OOMScoreAdjMin; m != nil && (*m < -1000 || *m > 1000) {
+		errs = append(errs, fmt.Errorf("policy.oom_score_adj_min: %d is not in -1000..1000", *m))
+	}
+	for i, n := range c.Sysctls {
+		if err := checkSysctlName(n); err != nil {
+			errs = append(errs, fmt.Errorf("policy.sysctls[%d]: %w", i, err))
+		}
+	}
+	return errs
 }

@@ -10,6 +10,16 @@
 //
 // The floor only ever narrows a request: for every control the result is the
 // intersection of what the handler allows and what the container asked for.
+//
+// A control is a small type with one job (floor.go): it reads its keys of
+// Config, looks at its part of the spec, and returns its decision entry
+// and the changed part, or a refusal naming the field. floor.go writes down
+// the order they run in; privileged.go, namespaces.go, devices.go,
+// sysctls.go, resources.go and mounts.go (mounts and the service-account
+// token, both through ClassifyMount in mountclass.go) are the whole-spec
+// controls, caps*.go and seccomp_*.go the process ones. Host facts (whether
+// a namespace path is the host's, what a mount source resolves to, where
+// kubelet and containerd keep their files) arrive in Support.
 // A control the handler configures but nobody can enforce fails closed
 // (ErrNotEnforceable) unless the handler marks it optional.
 //

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -99,6 +100,45 @@ type Support struct {
 	// the host's kernel, or unknown). The floor's socket rules are then
 	// folded (see foldSocketFamilies).
 	SocketFamilies uint64
+
+	// Host is where kubelet and containerd keep their files on this host,
+	// for the mount classification.
+	Host HostDirs `json:",omitempty"`
+	// NamespacePaths are the host facts about the spec's namespace paths:
+	// the edge stats each path and compares it with its own namespaces
+	// (the shim runs in containerd's). A path the edge has not resolved is
+	// refused: joining a namespace nobody has looked at fails closed.
+	NamespacePaths map[string]NamespacePath `json:",omitempty"`
+	// IsolatedNamespaces are the namespace types the backend keeps its own
+	// whatever the spec says (gVisor's sentry implements pid, ipc, uts and
+	// mount namespaces itself), so sharing the host's is not a host
+	// namespace for the container.
+	IsolatedNamespaces []string `json:",omitempty"`
+	// ResolvedSources maps a bind-mount source to the path it resolves to
+	// on the host when that differs (a symlink on the way): the edge
+	// resolves it, and a host path is checked by both names.
+	ResolvedSources map[string]string `json:",omitempty"`
+	// Network describes the container's network stack when the backend has
+	// its own (e.g. "gVisor netstack (runsc --network=sandbox)").
+	Network string `json:",omitempty"`
+}
+
+// HostDirs are the directories of kubelet and containerd on this host.
+type HostDirs struct {
+	KubeletRoot     string // kubelet --root-dir, e.g. /var/lib/kubelet
+	ContainerdRoot  string // containerd's root, e.g. /var/lib/containerd
+	ContainerdState string // containerd's state, e.g. /run/containerd; "" when unknown
+	// CRISandbox is the pod's sandbox id, from the spec's CRI annotation
+	// (policy fills it): that sandbox's hostname, resolv.conf and hosts
+	// are containerd's files wherever containerd's root is, since no pod
+	// spec can name a sandbox id before CRI makes it.
+	CRISandbox string `json:",omitempty"`
+}
+
+// NamespacePath is what the edge found about one namespace path.
+type NamespacePath struct {
+	Host bool   `json:"host"`          // the path is the host's namespace of its type
+	Err  string `json:"err,omitempty"` // the path could not be resolved
 }
 
 // Enforce applies the floor to spec in place (spec.Process and
@@ -124,32 +164,47 @@ func enforce(spec *specs.Spec, f *Floor, s Support, native string) (*Decision, e
 	if err := f.enforceable(s, true); err != nil {
 		return nil, err
 	}
+	// The whole-spec controls work on a copy (see floor.go for their
+	// order); the process controls then see what they left.
+	// A refusal waits until the process controls have looked at the
+	// request: a malformed request (ErrInvalid) is reported as that.
+	w := newWork(spec, &f.cfg, &s)
+	specCtls, refused := runSpecControls(w)
 	// The seccomp control comes first in the record; slot 0 waits for it.
-	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode(), Controls: make([]Control, 1, 4)}
-	caps, nnp, err := f.processControls(spec.Process, s, &d.Controls)
+	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode(), Controls: make([]Control, 1, 4+len(specCtls))}
+	caps, nnp, err := f.processControls(w.spec.Process, s, &d.Controls)
+	if err != nil {
+		if refused != nil && errors.Is(err, ErrRefused) {
+			return nil, fmt.Errorf("%w; %s", refused, refusedFields(err))
+		}
+		return nil, err
+	}
+	sc, ctl, err := f.seccompControl(w.spec.Linux.Seccomp, caps.bounding, native, kv, s)
 	if err != nil {
 		return nil, err
 	}
-	var req *specs.LinuxSeccomp
-	if spec.Linux != nil {
-		req = spec.Linux.Seccomp
-	}
-	sc, ctl, err := f.seccompControl(req, caps.bounding, native, kv, s)
-	if err != nil {
-		return nil, err
+	if refused != nil {
+		return nil, refused
 	}
 	d.Controls[0] = ctl
-	d.Controls = append(d.Controls, f.appArmorControl(spec.Process, s, &d.AppArmorHostProfile))
+	d.Controls = append(d.Controls, f.appArmorControl(w.spec.Process, s, &d.AppArmorHostProfile))
+	d.Controls = append(d.Controls, specCtls...)
 
 	// Nothing failed: write the results back.
-	caps.write(spec.Process)
-	spec.Process.NoNewPrivileges = nnp
-	if f.seccomp != nil {
-		if spec.Linux == nil {
-			spec.Linux = &specs.Linux{}
-		}
-		spec.Linux.Seccomp = sc
+	out := w.spec
+	if out.Process.Capabilities != nil { // caps.write writes the sets in place
+		c := *out.Process.Capabilities
+		out.Process.Capabilities = &c
 	}
+	caps.write(out.Process)
+	out.Process.NoNewPrivileges = nnp
+	if f.seccomp != nil {
+		out.Linux.Seccomp = sc
+	}
+	if spec.Linux == nil && reflect.ValueOf(*out.Linux).IsZero() {
+		out.Linux = nil
+	}
+	*spec = *out
 	return d, nil
 }
 
@@ -171,6 +226,13 @@ func EnforceProcess(p *specs.Process, f *Floor, s Support) (*Decision, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An exec's own rlimits and oomScoreAdj: the resources control on the
+	// process alone (the container's cgroup is not the exec's to choose).
+	w := newWork(&specs.Spec{Process: p}, &f.cfg, &s)
+	res, err := resourcesControl{}.enforce(w)
+	if err != nil {
+		return nil, err
+	}
 	seccompFloor := "none"
 	if f.seccomp != nil {
 		seccompFloor = f.cfg.Seccomp
@@ -183,9 +245,10 @@ func EnforceProcess(p *specs.Process, f *Floor, s Support) (*Decision, error) {
 	}}, d.Controls...)
 	aa := f.appArmorControl(p, s, &d.AppArmorHostProfile)
 	aa.Effective = "inherited from the container; " + aa.Effective
-	d.Controls = append(d.Controls, aa)
+	d.Controls = append(d.Controls, aa, res)
 	caps.write(p)
 	p.NoNewPrivileges = nnp
+	p.OOMScoreAdj = w.spec.Process.OOMScoreAdj
 	return d, nil
 }
 

@@ -68,8 +68,9 @@ func FuzzConfig(f *testing.F) {
 
 // FuzzEnforce: over fuzzed specs, Enforce fails only with a sentinel, and
 // what it returns validates, honours the ceiling, the drop list and
-// no_new_privileges, and never lets a syscall through that the floor or
-// the request stops.
+// no_new_privileges, never lets a syscall through that the floor or the
+// request stops, and keeps the whole-spec floor's promise
+// (checkFloorPromise).
 func FuzzEnforce(f *testing.F) {
 	addSeeds(f, "testdata/golden/*/spec.json")
 	floorProfile, err := os.ReadFile("testdata/golden/args-and/floor-seccomp.json")
@@ -81,6 +82,9 @@ func FuzzEnforce(f *testing.F) {
 			Capabilities: CapsConfig{Ceiling: []string{"CHOWN", "KILL", "SYS_ADMIN", "NET_RAW"}, Drop: []string{"SYS_ADMIN"}}},
 		{Seccomp: "/floor.json", OverCeiling: OverCeilingRefuse, Capabilities: CapsConfig{Ceiling: []string{"CHOWN"}}},
 		{Seccomp: "/floor.json", Mode: ModeComplain},
+		// The whole-spec controls, refusing and allowing.
+		{Privileged: PrivilegedRefuse, ServiceAccountToken: TokenStrip, OverCeiling: OverCeilingRefuse},
+		{HostPaths: []string{"/data"}, HostNamespaces: []string{"network"}, Devices: []string{"/dev/fuse"}, Sysctls: []string{"net.*"}},
 	}
 	s := Support{SeccompEnforcer: "x", CapabilityEnforcer: "x", NoNewPrivsEnforcer: "x", KernelVersion: "5.10"}
 	// The same backend with a kernel of five address families: the floor's
@@ -117,7 +121,10 @@ func FuzzEnforce(f *testing.F) {
 				}
 				continue
 			}
-			checkEnforced(t, &spec, fl, req, prof, s.SocketFamilies)
+			if fl.seccomp != nil {
+				checkEnforced(t, &spec, fl, req, prof, s.SocketFamilies)
+			}
+			checkFloorPromise(t, &spec, cfg, s)
 		}
 	})
 }

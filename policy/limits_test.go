@@ -30,7 +30,7 @@ func TestRulesPerSyscallBounded(t *testing.T) {
 	f := runtimeDefaultFloor(t)
 	s := Support{SeccompEnforcer: "x", CapabilityEnforcer: "x"}
 	want := `linux.seccomp.syscalls[4096].names[0]: syscall "socket" has more than 4096 rules`
-	spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Seccomp: manyRules(maxRulesPerSyscall+1, specs.OpEqualTo)}}
+	spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: manyRules(maxRulesPerSyscall+1, specs.OpEqualTo)}}
 	if _, err := Enforce(spec, f, s); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("request: got %v, want ErrInvalid naming %q", err, want)
 	}
@@ -39,7 +39,7 @@ func TestRulesPerSyscallBounded(t *testing.T) {
 		t.Fatalf("profile: got %v", err)
 	}
 	for _, op := range []specs.LinuxSeccompOperator{specs.OpEqualTo, specs.OpLessEqual, specs.OpNotEqual} {
-		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Seccomp: manyRules(maxRulesPerSyscall, op)}}
+		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: manyRules(maxRulesPerSyscall, op)}}
 		start := time.Now()
 		if _, err := Enforce(spec, f, s); err != nil {
 			t.Fatal(err)

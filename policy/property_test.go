@@ -237,7 +237,7 @@ func mergeForTest(t *testing.T, fp, rp *specs.LinuxSeccomp, complain bool) (*spe
 	if err != nil {
 		t.Fatalf("NewFloor: %v\n%s", err, raw)
 	}
-	spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Seccomp: rp}}
+	spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: rp}}
 	d, err := enforce(spec, f, Support{SeccompEnforcer: "test"}, "amd64")
 	if err != nil {
 		t.Fatalf("Enforce: %v", err)
@@ -248,7 +248,7 @@ func mergeForTest(t *testing.T, fp, rp *specs.LinuxSeccomp, complain bool) (*spe
 			approx[strings.TrimPrefix(name, "linux.seccomp: ")] = true
 		}
 	}
-	again := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Seccomp: rp}}
+	again := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: rp}}
 	if _, err := enforce(again, f, Support{SeccompEnforcer: "test"}, "amd64"); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestPropertyRuntimeDefaultFloor(t *testing.T) {
 			}
 		}
 		spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: reqCaps}},
-			Linux: &specs.Linux{Seccomp: rp}}
+			Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: rp}}
 		kernel := []string{"", "4.4", "6.1"}[r.IntN(3)]
 		if _, err := enforce(spec, f, Support{SeccompEnforcer: "x", CapabilityEnforcer: "x", KernelVersion: kernel}, "amd64"); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)

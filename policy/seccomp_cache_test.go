@@ -17,7 +17,7 @@ import (
 func enforceJSON(t *testing.T, f *Floor, req *specs.LinuxSeccomp, bounding []string, kernel string) string {
 	t.Helper()
 	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: slices.Clone(bounding)}},
-		Linux: &specs.Linux{Seccomp: req}}
+		Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: req}}
 	d, err := enforce(spec, f, Support{SeccompEnforcer: "sentry", CapabilityEnforcer: "sentry", KernelVersion: kernel}, nativeArch("amd64"))
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestCacheResultsArePrivate(t *testing.T) {
 	want := enforceJSON(t, runtimeDefaultFloor(t), req, defaultCaps, "6.1")
 	for range 2 { // a miss, then a hit
 		spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: slices.Clone(defaultCaps)}},
-			Linux: &specs.Linux{Seccomp: req}}
+			Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: req}}
 		d, err := enforce(spec, f, Support{SeccompEnforcer: "sentry", CapabilityEnforcer: "sentry", KernelVersion: "6.1"}, "amd64")
 		if err != nil {
 			t.Fatal(err)

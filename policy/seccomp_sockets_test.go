@@ -25,7 +25,7 @@ func enforceRuntimeDefault(t *testing.T, families uint64, req *specs.LinuxSeccom
 
 func enforceOn(t *testing.T, f *Floor, families uint64, req *specs.LinuxSeccomp) (*specs.LinuxSeccomp, Control) {
 	t.Helper()
-	spec := &specs.Spec{Process: &specs.Process{Args: []string{"sh"}}, Linux: &specs.Linux{Seccomp: req}}
+	spec := &specs.Spec{Process: &specs.Process{Args: []string{"sh"}}, Linux: &specs.Linux{Namespaces: containerNamespaces(), Seccomp: req}}
 	d, err := enforce(spec, f, Support{Backend: "runsc", SeccompEnforcer: "test", KernelVersion: "4.4", SocketFamilies: families}, "amd64")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -25,8 +26,29 @@ type Config struct {
 	// DefaultHandler serves runtime entries that name no handler (plain
 	// `ctr run --runtime io.containerd.palisade.v2`).
 	DefaultHandler string `toml:"default_handler"`
+	// KubeletRootDir is kubelet's --root-dir: the floor's mount
+	// classification knows pod volumes and the service-account token by it.
+	KubeletRootDir string `toml:"kubelet_root_dir"`
+	// ContainerdRootDir is containerd's root: its CRI sandbox files
+	// (hostname, resolv.conf, hosts) and image volumes live there.
+	// containerd's state directory is derived from each bundle's path.
+	ContainerdRootDir string `toml:"containerd_root_dir"`
 	// Handlers by name; the name is what containerd's runtime entry selects.
 	Handlers map[string]Handler `toml:"handlers"`
+}
+
+// HostDirs are the host directories the floor classifies mounts by, with
+// the defaults filled in; the containerd state directory comes from the
+// bundle (see stateDirOf).
+func (c *Config) HostDirs() policy.HostDirs {
+	h := policy.HostDirs{KubeletRoot: c.KubeletRootDir, ContainerdRoot: c.ContainerdRootDir}
+	if h.KubeletRoot == "" {
+		h.KubeletRoot = policy.DefaultKubeletRoot
+	}
+	if h.ContainerdRoot == "" {
+		h.ContainerdRoot = policy.DefaultContainerdRoot
+	}
+	return h
 }
 
 // Handler is one [handlers.<name>] table.
@@ -169,10 +191,24 @@ func validHandlerName(n string) error {
 	return nil
 }
 
+// ValidateHostDirs checks the top-level host directories.
+func (c *Config) ValidateHostDirs() error {
+	var errs []error
+	for _, kv := range [][2]string{{"kubelet_root_dir", c.KubeletRootDir}, {"containerd_root_dir", c.ContainerdRootDir}} {
+		if dir := kv[1]; dir != "" && (!filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/") {
+			errs = append(errs, fmt.Errorf("%s: %q is not a clean absolute directory other than /", kv[0], dir))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Validate checks every handler, naming the field that is wrong.
 func (c *Config) Validate() error {
 	if len(c.Handlers) == 0 {
 		return errors.New("handlers: no handler defined")
+	}
+	if err := c.ValidateHostDirs(); err != nil {
+		return err
 	}
 	if c.DefaultHandler != "" {
 		if _, ok := c.Handlers[c.DefaultHandler]; !ok {

@@ -38,9 +38,9 @@ func enforceBundle(ctx context.Context, st *handlerState, id, bundle string) (*p
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, invalid(fmt.Errorf("decode %s: %w", path, err))
 	}
-	d, err := policy.Enforce(&spec, st.floor, st.support)
+	d, err := policy.Enforce(&spec, st.floor, containerFacts(&spec, bundle, st.support, selfNamespaces))
 	if err != nil {
-		return nil, policyError(err)
+		return nil, policyError(fmt.Errorf("handler %q: %w", st.name, err))
 	}
 	d.Handler = st.name
 	out, err := json.Marshal(&spec)

@@ -99,6 +99,7 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 	}
 	st := &handlerState{name: name, handler: h, backend: b, floor: floor}
 	st.support = b.Support()
+	st.support.Host = cfg.HostDirs()
 	hostSupport(&st.support, missing)
 	s.active = st
 	log.G(ctx).WithFields(log.Fields{"handler": name, "backend": h.Backend, "config": sel.ConfigPath}).Info("handler active")

@@ -178,6 +178,8 @@ func escapeAttempts() []attempt {
 		return "write h", err
 	}})
 
+	as = append(as, hostAttempts()...)
+
 	// The shim's socket and its relatives, by path and by abstract name,
 	// given as ROLE=ADDRESS so that attempts keep their names across runs.
 	as = append(as, attempt{"control-connect-own-socket", ownSocket})

@@ -123,7 +123,19 @@ func (s *Service) Support() policy.Support {
 	if len(s.confined) > 0 {
 		profile = s.env.HostProfile
 	}
-	return Support(profile)
+	sup := Support(profile)
+	switch net := s.cfg.Network; net {
+	case "none":
+		// No interfaces at all: the host's network namespace gives the
+		// container nothing.
+		sup.IsolatedNamespaces = append(sup.IsolatedNamespaces, "network")
+		sup.Network = "none (runsc --network=none)"
+	case "host":
+		sup.Network = "the host's network stack (runsc --network=host)"
+	default:
+		sup.Network = "gVisor netstack (runsc --network=" + net + ") on the namespace's interfaces"
+	}
+	return sup
 }
 
 // Support is what the runsc backend enforces when it confines its host
@@ -142,6 +154,13 @@ func Support(hostProfile string) policy.Support {
 		// per-family socket rules (see policy.Support.SocketFamilies);
 		// integration/families_test.go checks this list against runsc.
 		SocketFamilies: policy.Families(policy.AFUnix, policy.AFInet, policy.AFInet6, policy.AFNetlink, policy.AFPacket),
+		// The sentry implements these namespaces itself: a container that
+		// shares the host's pid, ipc, uts or mount namespace in its spec
+		// still sees only the sandbox's processes, IPC objects, hostname
+		// and file systems. The network is the host's unless the netns is
+		// the pod's (the sentry's netstack takes over the namespace's
+		// interfaces), so it is not in this list.
+		IsolatedNamespaces: []string{"pid", "ipc", "uts", "mount"},
 	}
 	if hostProfile != "" {
 		sup.AppArmorEnforcer = "host AppArmor profile " + hostProfile + " on runsc, its sandbox and gofer (exec transition)"

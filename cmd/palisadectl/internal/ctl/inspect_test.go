@@ -106,3 +106,32 @@ func FuzzWriteDecision(f *testing.F) {
 		}
 	})
 }
+
+// TestInspectWholeSpecControls: the record of a clamped ctr --privileged
+// container (policy's golden output) shows every whole-spec control.
+func TestInspectWholeSpecControls(t *testing.T) {
+	record, err := os.ReadFile("../../../../policy/testdata/golden/ctr-privileged-clamp/want-decision.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := stateWithRecord(t, "default", "p1", string(record))
+	code, out, stderr := runCtl(t, env{}, "inspect", "--namespace", "default", "--state", state, "p1")
+	if code != 0 {
+		t.Fatalf("status %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"privileged             requested    maskedPaths 0, readonlyPaths 0, sysfs rw, cgroupfs absent",
+		"mounts[5] (sysfs /sys): read-write: -> ro",
+		"namespaces             requested    pid=new\n",
+		"devices                requested    16 devices, 1 device cgroup rules",
+		"linux.devices[13] (b /dev/vda 254:0): not an OCI default device and not in policy.devices: removed",
+		"sysctls                requested",
+		"resources              requested",
+		"mounts                 requested",
+		"service_account_token  requested",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}

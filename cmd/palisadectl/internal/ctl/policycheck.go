@@ -102,6 +102,9 @@ func checkConfig(path string) ([]checkResult, error) {
 	if keys := unknown[""]; len(keys) > 0 {
 		results = append(results, checkResult{"(top level)", fmt.Errorf("unknown key(s) %s", strings.Join(keys, ", "))})
 	}
+	if err := cfg.ValidateHostDirs(); err != nil {
+		results = append(results, checkResult{"(top level)", err})
+	}
 	if len(cfg.Handlers) == 0 {
 		return nil, errors.New("handlers: no handler defined")
 	}

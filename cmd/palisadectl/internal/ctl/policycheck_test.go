@@ -22,6 +22,7 @@ func TestPolicyCheck(t *testing.T) {
 
 	bad := `default_handler = "nope"
 colour = "blue"
+kubelet_root_dir = "var/lib/kubelet"
 [handlers.ok]
 backend = "runsc"
 [handlers.typo]
@@ -36,6 +37,18 @@ policy.seccomp = "` + filepath.Join(dir, "missing.json") + `"
 [handlers.rc]
 backend = "runsc"
 runtimeclass.overhead_memory = "40MB"
+[handlers.spec]
+backend = "runsc"
+policy.privileged = "allow"
+policy.host_namespaces = ["network", "mount"]
+policy.host_paths = ["/data", "/var/lib"]
+policy.service_account_token = "hide"
+policy.devices = ["/tmp/x"]
+policy.sysctls = ["kernel.panic"]
+policy.host_path_read_only = true
+[handlers.spec2]
+backend = "runsc"
+policy.privileged = "allow"
 `
 	code, out, _ = runCtl(t, env{}, "policy", "check", writeConfig(t, bad))
 	if code != 1 {
@@ -49,6 +62,9 @@ runtimeclass.overhead_memory = "40MB"
 		"profile          error: handlers.profile.policy.seccomp: open " + filepath.Join(dir, "missing.json") + ": no such file or directory\n",
 		"rc               error: handlers.rc.runtimeclass.overhead_memory: \"40MB\" is not a Kubernetes quantity",
 		"typo             error: unknown key(s) handlers.typo.policy.secomp\n",
+		"(top level)      error: kubelet_root_dir: \"var/lib/kubelet\" is not a clean absolute directory other than /\n",
+		"spec             error: unknown key(s) handlers.spec.policy.host_path_read_only\n",
+		"spec2            error: handlers.spec2.policy.privileged: \"allow\" is not \"clamp\" or \"refuse\"\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
@@ -68,5 +84,39 @@ runtimeclass.overhead_memory = "40MB"
 	}
 	if code, out, _ := runCtl(t, env{}, "policy", "check", filepath.Join(dir, "none.toml")); code != 1 || !strings.Contains(out, "no such file") {
 		t.Errorf("missing file: %d %q", code, out)
+	}
+}
+
+// TestPolicyCheckWholeSpecKeys: every key of the whole-spec floor is
+// checked, and each error names its key.
+func TestPolicyCheckWholeSpecKeys(t *testing.T) {
+	cfg := `[handlers.spec]
+backend = "runsc"
+policy.privileged = "allow"
+policy.host_namespaces = ["network", "mount"]
+policy.host_paths = ["/data", "/var/lib", "data"]
+policy.service_account_token = "hide"
+policy.devices = ["/tmp/x"]
+policy.sysctls = ["kernel.panic", "net.ipv4.*"]
+`
+	code, out, _ := runCtl(t, env{}, "policy", "check", writeConfig(t, cfg))
+	if code != 1 {
+		t.Errorf("status %d", code)
+	}
+	for _, want := range []string{
+		`handlers.spec.policy.privileged: "allow" is not "clamp" or "refuse"`,
+		`policy.host_namespaces[1]: "mount" is not one of`,
+		`policy.host_paths[1]: "/var/lib": host path "/var/lib" holds /var/lib/docker, on the fixed deny list`,
+		`policy.host_paths[2]: "data": not an absolute path`,
+		`policy.service_account_token: "hide" is not "allow", "strip" or "refuse"`,
+		`policy.devices[0]: "/tmp/x" is not a clean absolute path under /dev/`,
+		`policy.sysctls[0]: "kernel.panic" is not a namespaced sysctl`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "net.ipv4.*") {
+		t.Errorf("a valid sysctl prefix was reported:\n%s", out)
 	}
 }

@@ -1,0 +1,194 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// The service-account token and kubelet's ordinary pod volumes through CRI
+// (crictl runp / create / start), as kubelet sends them: the token is a
+// bind from <kubelet_root_dir>/pods/<uid>/volumes/kubernetes.io~projected/
+// kube-api-access-… on /var/run/secrets/kubernetes.io/serviceaccount, next
+// to /etc/hosts and /dev/termination-log from the same pod directory.
+// kubelet_root_dir points at a directory of the test's.
+
+// TestFloorCRIServiceAccountToken: on each backend, "strip" removes the
+// token (absent inside, the record names it), "refuse" fails CreateContainer
+// naming the mount, "allow" mounts it; the kubelet-like mounts pass on
+// every handler, and a pod with them runs under the shipped default handler.
+func TestFloorCRIServiceAccountToken(t *testing.T) {
+	requireIntegration(t, "runsc", "containerd-shim-runc-v2", "runc", "crictl")
+	dir, err := os.MkdirTemp("/tmp", "pal-floor-cri-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeCritestDir(t, dir) })
+	kubelet := filepath.Join(dir, "kubelet")
+	net := newCritestNet(t, dir)
+	hosts := startMirror(t, net, critestImages(t), dir)
+	type handler struct{ name, backend, token string }
+	var handlers []handler
+	for _, b := range floorBackends {
+		for _, tok := range []string{"strip", "refuse", "allow"} {
+			handlers = append(handlers, handler{"sa-" + tok + "-" + b, b, tok})
+		}
+	}
+	env := startContainerdFor(t, runtimeUnderTest{Name: "floor-cri", NeedsPalisade: true,
+		Tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}},
+		containerdOpts{
+			CRI: true,
+			CRIRuntimesFor: func(e *containerdEnv) []criRuntime {
+				var rs []criRuntime
+				for _, h := range handlers {
+					rt := floorRuntime(t, e, h.backend, h.name, kubelet, map[string]any{"service_account_token": h.token})
+					rs = append(rs, criRuntime{Name: h.name, Type: palisadeRuntimeType,
+						Options: map[string]any{"handler": h.name, "config_path": rt.ConfigPath}})
+				}
+				// config.toml's default handler as shipped, with this
+				// host's kubelet root: with the default /var/lib/kubelet the
+				// test's pod volumes are host paths, refused.
+				h, _ := shippedHandler(t, e, "gvisor")
+				delete(h["runsc"].(map[string]any), "flags")
+				b, err := toml.Marshal(map[string]any{"default_handler": "gvisor", "kubelet_root_dir": kubelet,
+					"handlers": map[string]any{"gvisor": h}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(e.Dir, "shipped-default.toml")
+				if err := os.WriteFile(path, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return append(rs, criRuntime{Name: "shipped-default", Type: palisadeRuntimeType,
+					Options: map[string]any{"config_path": path}})
+			},
+			RegistryConfigPath: hosts,
+			SandboxImage:       critestSandboxImage,
+			CNIBinDirs:         []string{net.BinDir},
+			CNIConfDir:         net.ConfDir,
+			NetNSUnderStateDir: true,
+			NetNS:              net.Path,
+		})
+	cri := newCrictl(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	for _, img := range []string{critestSandboxImage, criBusyboxImage} {
+		if _, err := cri.run(ctx, "pull", img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const tokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	for i, h := range append(handlers, handler{"shipped-default", "runsc", "allow"}) {
+		t.Run(h.name, func(t *testing.T) {
+			uid := fmt.Sprintf("0b5e8a2c-7d41-4c6f-9e1a-%012d", i)
+			pod := filepath.Join(kubelet, "pods", uid)
+			vol := filepath.Join(pod, "volumes", "kubernetes.io~projected", "kube-api-access-q8x2z")
+			term := filepath.Join(pod, "containers", "app", "1f2e3d4c")
+			for p, data := range map[string]string{
+				filepath.Join(vol, "token"):     "test-token\n",
+				filepath.Join(pod, "etc-hosts"): "127.0.0.1 localhost\n10.0.0.1 pod-" + h.name + "\n",
+				term:                            "",
+			} {
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			podCfg := writeJSONFile(t, filepath.Join(dir, h.name+"-pod.json"), map[string]any{
+				"metadata":      map[string]any{"name": "floor-" + h.name, "namespace": "floor", "uid": uid},
+				"log_directory": filepath.Join(dir, "logs", uid),
+			})
+			ctrCfg := writeJSONFile(t, filepath.Join(dir, h.name+"-ctr.json"), map[string]any{
+				"metadata": map[string]any{"name": "app"},
+				"image":    map[string]any{"image": criBusyboxImage},
+				"command":  []string{"sleep", "3600"},
+				"log_path": "app.log",
+				"mounts": []map[string]any{
+					{"container_path": "/etc/hosts", "host_path": filepath.Join(pod, "etc-hosts")},
+					{"container_path": "/dev/termination-log", "host_path": term},
+					{"container_path": tokenDir, "host_path": vol, "readonly": true},
+				},
+			})
+			podID, err := cri.run(ctx, "runp", "--runtime", h.name, podCfg)
+			if err != nil {
+				t.Fatalf("runp: %v", err)
+			}
+			defer func() {
+				cri.run(ctx, "stopp", podID)
+				if _, err := cri.run(ctx, "rmp", podID); err != nil {
+					t.Errorf("rmp: %v", err)
+				}
+			}()
+			ctrID, err := cri.run(ctx, "create", podID, ctrCfg, podCfg)
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			defer func() {
+				cri.run(ctx, "stop", ctrID)
+				if _, err := cri.run(ctx, "rm", ctrID); err != nil {
+					t.Errorf("rm: %v", err)
+				}
+			}()
+			// containerd's CRI creates the task, which is where the floor
+			// runs, in StartContainer.
+			_, err = cri.run(ctx, "start", ctrID)
+			if h.token == "refuse" {
+				if err == nil || !strings.Contains(err.Error(), "service-account token") || !strings.Contains(err.Error(), tokenDir) {
+					t.Errorf("refuse: want StartContainer refused naming the token mount, got %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			out, err := cri.run(ctx, "exec", "--sync", ctrID, "sh", "-c",
+				"cat "+tokenDir+"/token 2>/dev/null || echo token=absent; grep -c pod-"+h.name+" /etc/hosts; true")
+			if err != nil {
+				t.Fatalf("exec: %v", err)
+			}
+			switch h.token {
+			case "strip":
+				if strings.Contains(out, "test-token") || !strings.Contains(out, "token=absent") {
+					t.Errorf("strip: the token is readable inside: %q", out)
+				}
+				b, err := os.ReadFile(filepath.Join(env.StateDir, "io.containerd.runtime.v2.task", "k8s.io", ctrID, "palisade-decision.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec := string(b)
+				if !strings.Contains(rec, `"service_account_token"`) || !strings.Contains(rec, tokenDir) {
+					t.Errorf("strip: the decision record does not name the stripped mount:\n%s", rec)
+				}
+			case "allow":
+				if !strings.Contains(out, "test-token") {
+					t.Errorf("allow: the token is not readable inside: %q", out)
+				}
+			}
+			if !strings.HasSuffix(out, "1") {
+				t.Errorf("kubelet's etc-hosts is not the container's /etc/hosts: %q", out)
+			}
+		})
+	}
+}
+
+// writeJSONFile writes v as JSON to path.
+func writeJSONFile(t testing.TB, path string, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
