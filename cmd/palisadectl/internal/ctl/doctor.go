@@ -176,9 +176,13 @@ func (e env) judge(h shim.Handler, f probe.Facts, binaries map[string]probe.Runs
 	if err != nil {
 		return fails, append(warns, "fail-closed checks skipped: "+err.Error())
 	}
-	// A dry run of Create's policy step on an empty process: it fails
-	// exactly when a control the handler requires has no enforcer here.
-	d, err := policy.Enforce(&specs.Spec{Process: &specs.Process{}}, floor, s)
+	// A dry run of Create's policy step on the plainest container, an
+	// empty process in namespaces of its own: it fails exactly when a
+	// control the handler requires has no enforcer here.
+	d, err := policy.Enforce(&specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+		{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace},
+	}}}, floor, s)
 	switch {
 	case errors.Is(err, policy.ErrNotEnforceable):
 		fails = append(fails, "will fail closed: "+strings.TrimPrefix(err.Error(), policy.ErrNotEnforceable.Error()+": "))
