@@ -234,7 +234,7 @@ func TestPalisadectlInspectDoctorPolicyCheck(t *testing.T) {
 		} `json:"controls"`
 	}
 	raw := palisadectl(t, "inspect", "--json", "--state", env.StateDir, "-n", env.Namespace, tk.ID)
-	if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.Handler != "ctl-floor" || len(rec.Controls) != 4 {
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.Handler != "ctl-floor" || len(rec.Controls) != 11 || rec.Controls[0].Name != "seccomp" || rec.Controls[4].Name != "privileged" {
 		t.Errorf("inspect --json: %+v, %v\n%s", rec, err, raw)
 	}
 
