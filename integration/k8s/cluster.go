@@ -5,8 +5,8 @@
 // reference. It backs `make cluster` (cmd/palisade-cluster) and the end-to-end
 // tests.
 //
-// Everything runs inside a network namespace the cluster creates: loopback, a
-// dummy interface carrying the node's address, and the CNI bridge of the pods. It
+// Everything runs inside a network namespace the cluster creates: loopback, which
+// also carries the node's address, and the CNI bridge of the pods. It
 // has no uplink, so nothing can leave the machine. Only the apiserver is reachable
 // from the host, through a TCP forwarder on a host loopback port. Images come from
 // the project's offline image recipes (integration/internal/criimages), served by
@@ -163,6 +163,10 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	c.leakOwners = []string{d + "/"}
 	defer func() {
 		if err != nil {
+			// Stop removes the logs with the rest: show their ends first.
+			for _, p := range c.procs {
+				c.logf("last lines of %s:\n%s", p.log, tail(p.log, 15))
+			}
 			if serr := c.Stop(context.WithoutCancel(ctx)); serr != nil {
 				err = errors.Join(err, fmt.Errorf("stopping after the failed start: %w", serr))
 			}
@@ -241,8 +245,8 @@ func (c *Cluster) logf(format string, args ...any) {
 	fmt.Fprintf(c.opts.Log, "cluster: "+format+"\n", args...)
 }
 
-// network creates the namespace with the node's address on a dummy interface
-// (the kubelet refuses a loopback node IP) and the pods' conflist.
+// network creates the namespace with the node's address (the kubelet refuses a
+// node IP in 127.0.0.0/8) and the pods' conflist.
 func (c *Cluster) network() error {
 	for _, tool := range []string{"ip", "nsenter", "iptables"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -252,14 +256,10 @@ func (c *Cluster) network() error {
 	if err := cninet.Add(c.netnsName); err != nil {
 		return err
 	}
-	for _, args := range [][]string{
-		{"link", "add", "node0", "type", "dummy"},
-		{"addr", "add", nodeIP + "/24", "dev", "node0"},
-		{"link", "set", "node0", "up"},
-	} {
-		if out, err := exec.Command("ip", append([]string{"-n", c.netnsName}, args...)...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip -n %s %s: %w: %s", c.netnsName, strings.Join(args, " "), err, out)
-		}
+	// On lo: this kernel may lack the dummy link type, and an address outside
+	// 127.0.0.0/8 is not a "loopback address" to the kubelet.
+	if out, err := exec.Command("ip", "-n", c.netnsName, "addr", "add", nodeIP+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		return fmt.Errorf("ip -n %s addr add %s/32 dev lo: %w: %s", c.netnsName, nodeIP, err, out)
 	}
 	return cninet.WriteConflist(filepath.Join(c.opts.Dir, "cni-conf"), c.netnsName, "cni-pal0", podSubnet,
 		filepath.Join(c.opts.Dir, "cni-ipam"))

@@ -188,6 +188,9 @@ imageGCLowThresholdPercent: 99
 oomScoreAdj: 0
 serializeImagePulls: false
 `, c.dirs.CgroupRoot, c.address, nodeIP, c.kubeletServing.Cert, c.kubeletServing.Key, c.caFile, resolv, c.dirs.PodLogs)
+	if err := makeCgroup(c.dirs.CgroupRoot); err != nil {
+		return err
+	}
 	path := filepath.Join(c.opts.Dir, "kubelet.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return err
@@ -230,6 +233,38 @@ func (c *Cluster) waitClusterObjects(ctx context.Context) error {
 			return err
 		}, c.procs...); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// makeCgroup creates cgroup path in every mounted hierarchy under /sys/fs/cgroup
+// (the kubelet refuses a cgroupRoot missing in one), with cpuset's cpus and mems
+// copied from the root, which a new cpuset cgroup lacks.
+func makeCgroup(path string) error {
+	const base = "/sys/fs/cgroup"
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		h := filepath.Join(base, e.Name())
+		if !e.IsDir() {
+			continue // cpu -> cpu,cpuacct and the like
+		}
+		if _, err := os.Stat(filepath.Join(h, "cgroup.procs")); err != nil {
+			continue
+		}
+		d := filepath.Join(h, path)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if b, err := os.ReadFile(filepath.Join(h, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+					return fmt.Errorf("cgroup %s: %w", d, err)
+				}
+			}
 		}
 	}
 	return nil

@@ -19,8 +19,9 @@ import (
 // the containers, ends their shims and runsc sandboxes and tears down their
 // network), then containerd and the control plane. Whatever of the cluster still
 // runs or is mounted after that is a leak: it is killed or unmounted and
-// reported in the error. The kubelet's own volume mounts of pods that were still
-// running are not leaks: the kubelet is stopped before it can unmount them.
+// reported in the error. The kubelet's own mounts (its root dir, the volumes of
+// pods still running) are not leaks: the kubelet is stopped before it can
+// unmount them.
 func (c *Cluster) Stop(ctx context.Context) error {
 	var errs []error
 	procs := slices.Clone(c.procs)
@@ -108,7 +109,9 @@ func (c *Cluster) sweep() []error {
 		unmounted, err := hostcheck.UnmountAll(c.dirs.Root)
 		errs = append(errs, err)
 		if leaked := slices.DeleteFunc(unmounted, func(m string) bool {
-			return strings.HasPrefix(m, c.dirs.Kubelet+"/pods/")
+			// The kubelet bind-mounts its root dir on itself (to make it shared)
+			// and mounts the volumes of its pods.
+			return m == c.dirs.Kubelet || strings.HasPrefix(m, c.dirs.Kubelet+"/pods/")
 		}); len(leaked) > 0 {
 			errs = append(errs, fmt.Errorf("mounts left below %s (now detached): %v", c.dirs.Root, leaked))
 		}
