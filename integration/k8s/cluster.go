@@ -135,7 +135,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	if o.Dir == "" {
-		if o.Dir, err = os.MkdirTemp("/tmp", "pal-k8s-"); err != nil {
+		if o.Dir, err = os.MkdirTemp(filepath.Dir(tmpPrefix), filepath.Base(tmpPrefix)); err != nil {
 			return nil, err
 		}
 	} else if err := os.MkdirAll(o.Dir, 0o711); err != nil {
@@ -172,6 +172,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			}
 		}
 	}()
+	if err := c.writeRecord(); err != nil {
+		return c, err
+	}
 	for _, dir := range []string{c.dirs.Logs, c.dirs.Kubelet, c.dirs.PodLogs, c.dirs.RunscRoot, c.dirs.RuntimeRoot} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return c, err

@@ -93,6 +93,14 @@ func up(p paths, args []string) error {
 		return fmt.Errorf("a cluster is already running (pid %d); export KUBECONFIG=%s, or stop it with make cluster-down",
 			pr.PID, p.kubeconfig())
 	}
+	// What a server killed without stopping its cluster left behind.
+	swept, err := k8s.SweepStale(context.Background())
+	for _, s := range swept {
+		fmt.Fprintln(os.Stderr, "palisade-cluster:", s)
+	}
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return err
 	}
