@@ -37,7 +37,7 @@ tools: ## install the pinned containerd, ctr, runsc and runc into _tools (reused
 
 unit: ## unit tests, golden tests and short fuzz runs of every package but integration
 	$(GO) vet ./...
-	$(GO) test -count=1 $(shell $(GO) list ./... | grep -v /integration)
+	$(GO) test -count=1 $(shell $(GO) list ./... | grep -v /integration) ./integration/k8s/
 
 integration: build tools critest-tools kube-tools ## integration tests against real containerd, ctr and runsc (root)
 	$(GO) test -count=1 -timeout 45m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
