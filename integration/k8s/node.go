@@ -146,9 +146,8 @@ func (c *Cluster) adaptConfig() (string, error) {
 // startKubelet writes the KubeletConfiguration and starts the kubelet.
 func (c *Cluster) startKubelet(ctx context.Context) error {
 	resolv := filepath.Join(c.opts.Dir, "resolv.conf")
-	// Pods get this file for dnsPolicy Default (and ClusterFirst, as there is no
-	// cluster DNS): a nameserver on the node's own address, inside the namespace,
-	// so that no lookup can leave the machine.
+	// Pods get this file for dnsPolicy Default: a nameserver on the node's own
+	// address, inside the namespace, so that no lookup can leave the machine.
 	if err := os.WriteFile(resolv, []byte("nameserver "+nodeIP+"\noptions ndots:1\n"), 0o644); err != nil {
 		return err
 	}
@@ -175,6 +174,10 @@ authentication:
 authorization:
   mode: Webhook
 resolvConf: %q
+# No cluster DNS runs: pods get a resolver on the node's address, where nothing
+# answers, instead of a warning on every pod and the node's resolv.conf.
+clusterDNS: [%q]
+clusterDomain: cluster.local
 podLogsDirectory: %q
 # The test host's disks may be nearly full; only the kernel's limits matter here.
 evictionHard:
@@ -187,7 +190,7 @@ imageGCLowThresholdPercent: 99
 # Lowering its own oom_score_adj needs CAP_SYS_RESOURCE, which this host lacks.
 oomScoreAdj: 0
 serializeImagePulls: false
-`, c.dirs.CgroupRoot, c.address, nodeIP, c.kubeletServing.Cert, c.kubeletServing.Key, c.caFile, resolv, c.dirs.PodLogs)
+`, c.dirs.CgroupRoot, c.address, nodeIP, c.kubeletServing.Cert, c.kubeletServing.Key, c.caFile, resolv, nodeIP, c.dirs.PodLogs)
 	if err := makeCgroup(c.dirs.CgroupRoot); err != nil {
 		return err
 	}
