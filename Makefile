@@ -23,7 +23,7 @@ FUZZ_CI_BUDGET ?= 150
 export PALISADE_TOOLS_BIN := $(TOOLS_DIR)/bin
 export PALISADE_BIN := $(BIN_DIR)
 
-.PHONY: help build tools test unit integration apparmor-vm install demo bench fuzz fuzz-ci critest critest-tools clean
+.PHONY: help build tools test unit integration apparmor-vm install demo bench fuzz fuzz-ci critest critest-tools kube-tools cluster cluster-down clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,9 +37,9 @@ tools: ## install the pinned containerd, ctr, runsc and runc into _tools (reused
 
 unit: ## unit tests, golden tests and short fuzz runs of every package but integration
 	$(GO) vet ./...
-	$(GO) test -count=1 $(shell $(GO) list ./... | grep -v /integration) ./integration/readmesample
+	$(GO) test -count=1 $(shell $(GO) list ./... | grep -v /integration) ./integration/readmesample ./integration/k8s/
 
-integration: build tools critest-tools ## integration tests against real containerd, ctr and runsc (root)
+integration: build tools critest-tools kube-tools ## integration tests against real containerd, ctr and runsc (root)
 	$(GO) test -count=1 -timeout 45m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
 apparmor-vm: build tools ## boot Debian's cloud kernel under qemu (TCG) and prove AppArmor enforcement there (also part of integration)
@@ -47,6 +47,19 @@ apparmor-vm: build tools ## boot Debian's cloud kernel under qemu (TCG) and prov
 
 critest-tools: ## install the pinned crictl, critest and CNI plugins into _tools (reused when present)
 	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh crictl critest cni
+
+kube-tools: ## build the pinned kube-apiserver, kubelet, kubectl, kube-scheduler, kube-controller-manager and etcd into _tools (reused when present)
+	TOOLS_DIR=$(TOOLS_DIR) bash integration/tools/install.sh kubernetes
+
+CLUSTER_DIR := $(CURDIR)/_cluster
+
+cluster: build tools critest-tools kube-tools ## start a one-node Kubernetes on Palisade in the background and print its KUBECONFIG (root)
+	$(GO_BUILD) -o $(BIN_DIR)/palisade-cluster ./integration/k8s/cmd/palisade-cluster
+	@$(BIN_DIR)/palisade-cluster up -state $(CLUSTER_DIR) -tools $(TOOLS_DIR)/bin -bin $(BIN_DIR)
+
+cluster-down: ## stop the cluster of make cluster and remove everything it made
+	@if [ -x $(BIN_DIR)/palisade-cluster ]; then $(BIN_DIR)/palisade-cluster down -state $(CLUSTER_DIR); \
+		else echo "no cluster running"; fi
 
 critest: build tools critest-tools ## critest's full suite on runc, containerd-shim-runc-v2 driving runsc, and Palisade with and without its floor (root)
 	PALISADE_CRITEST=full $(GO) test -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -266,29 +265,12 @@ func (e *containerdEnv) keepArtifacts(t testing.TB) {
 	t.Logf("containerd config and log kept in %s", dst)
 }
 
-// removeCgroups removes the cgroup path in every hierarchy, retrying briefly: the
-// kernel frees a cgroup a moment after its last process is reaped.
+// removeCgroups removes the cgroup path in every hierarchy (see
+// hostcheck.RemoveCgroups).
 func removeCgroups(t testing.TB, path string) {
 	t.Helper()
-	var errs []error
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		dirs, err := hostcheck.CgroupDirs(path)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		errs = errs[:0]
-		for _, d := range dirs {
-			if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(errs) > 0 {
-		t.Errorf("remove cgroups: %v", errors.Join(errs...))
+	if err := hostcheck.RemoveCgroups(path, 2*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 

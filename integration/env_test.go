@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/palisade-runtime/palisade/integration/k8s"
 )
 
 const (
@@ -39,6 +42,14 @@ func TestMain(m *testing.M) {
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "integration: sweeping interrupted runs:", err)
+			os.Exit(1)
+		}
+		clusters, err := k8s.SweepStale(context.Background())
+		for _, s := range clusters {
+			fmt.Fprintln(os.Stderr, "integration: from an interrupted run:", s)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "integration: sweeping interrupted clusters:", err)
 			os.Exit(1)
 		}
 	}

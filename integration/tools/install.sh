@@ -91,6 +91,41 @@ critest() {
 	echo "$CRI_TOOLS_VERSION" >"$stamps/critest"
 }
 
+# modbuild NAME STAMP MODULE-DIR -- GO-BUILD-ARGS...: runs go build -o $bin inside one
+# of the tools modules under integration/tools, whose go.mod and go.sum pin what is
+# built. The stamp also names a hash of that go.sum, so a changed pin rebuilds.
+modbuild() {
+	local name=$1 version=$2 dir=$here/$3; shift 4
+	local stamp
+	stamp="$version $(sha256sum "$dir/go.sum" | cut -c1-16)"
+	if [ "$(cat "$stamps/$name" 2>/dev/null)" = "$stamp" ]; then
+		return 0
+	fi
+	log "building $name ($version)"
+	(cd "$dir" && env CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly" go build -trimpath -o "$bin/" "$@")
+	echo "$stamp" >"$stamps/$name"
+}
+
+# kubernetes: the control plane and node of the one-node cluster. The version goes in
+# through -X as Kubernetes' own build does; without it the binaries report v0.0.0 and
+# kubectl warns about version skew.
+kubernetes() {
+	grep -q "k8s.io/kubernetes $KUBERNETES_VERSION\$" "$here/k8s/go.mod" ||
+		{ log "integration/tools/k8s/go.mod does not require k8s.io/kubernetes $KUBERNETES_VERSION"; return 1; }
+	modbuild kubernetes "$KUBERNETES_VERSION" k8s -- \
+		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION" \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubelet \
+		k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kube-controller-manager
+	etcd
+}
+
+etcd() {
+	grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\$" "$here/etcd/go.mod" ||
+		{ log "integration/tools/etcd/go.mod does not require etcd $ETCD_VERSION"; return 1; }
+	modbuild etcd "$ETCD_VERSION" etcd -- -ldflags "-s -w" .
+}
+
 targets=${*:-debian qemu containerd runsc runc}
 for t in $targets; do
 	"$t"

@@ -3,11 +3,13 @@ package hostcheck
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -128,4 +130,30 @@ func CgroupDirs(path string) ([]string, error) {
 		return strings.Count(b, "/") - strings.Count(a, "/")
 	})
 	return out, nil
+}
+
+// RemoveCgroups removes cgroup path and everything below it in every hierarchy,
+// retrying for up to wait: the kernel frees a cgroup a moment after its last
+// process is reaped.
+func RemoveCgroups(path string, wait time.Duration) error {
+	var errs []error
+	for deadline := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
+		dirs, err := CgroupDirs(path)
+		if err != nil {
+			return err
+		}
+		errs = errs[:0]
+		for _, d := range dirs {
+			if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("remove cgroups: %w", errors.Join(errs...))
+	}
+	return nil
 }
