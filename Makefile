@@ -65,7 +65,7 @@ critest: build tools critest-tools ## critest's full suite on runc, containerd-s
 	PALISADE_CRITEST=full $(GO) test -count=1 -timeout 4h -v -run '^TestCritest$$' ./integration/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
 		status=$${PIPESTATUS[0]}; cat _critest-reports/full/summary.txt 2>/dev/null; exit $$status
 
-test: build tools critest-tools unit fuzz-ci integration ## everything: unit tests, short fuzz runs and integration tests
+test: build tools critest-tools kube-tools unit fuzz-ci integration ## everything: unit tests, short fuzz runs and integration tests
 
 install: build ## install the shim and palisadectl, config.toml into /etc/palisade, the AppArmor profile into /etc/apparmor.d
 	install -D -m 0755 $(BIN_DIR)/containerd-shim-palisade-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-palisade-v2
