@@ -184,7 +184,15 @@ func palisadeRunscNetwork(name, network string) runtimeUnderTest {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg["handlers"].(map[string]any)[name].(map[string]any)["runsc"].(map[string]any)["network"] = network
+		h := cfg["handlers"].(map[string]any)[name].(map[string]any)
+		h["runsc"].(map[string]any)["network"] = network
+		if network == "host" {
+			// ctr --net-host: the host's network namespace, and its
+			// /etc/hosts and /etc/resolv.conf bound read-only.
+			pol := h["policy"].(map[string]any)
+			pol["host_namespaces"] = []string{"network"}
+			pol["host_paths"] = []string{"/etc/hosts", "/etc/resolv.conf"}
+		}
 		if b, err = toml.Marshal(cfg); err != nil {
 			t.Fatal(err)
 		}

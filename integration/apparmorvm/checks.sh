@@ -220,7 +220,10 @@ delegate_runc() {
 
 shipped_profile() {
 	dmesg -c >/dev/null
-	if ! run_d s1 "$shipped" --mount "type=bind,src=$share,dst=/data,options=rbind:ro"; then
+	# The shipped handlers allow no host paths: this copy of the shipped
+	# config allows the share, read-only, and changes nothing else.
+	awk '/^\[/ {sec=$0} sec=="[handlers.gvisor.policy]" && /^host_paths = / {print "host_paths = [\"/srv/share\"]"; next} {print}' "$shipped" >/run/shipped-share.toml
+	if ! run_d s1 /run/shipped-share.toml --mount "type=bind,src=$share,dst=/data,options=rbind:ro"; then
 		result FAIL shipped-profile-started "$(oneline </run/s1.out)"
 		return
 	fi

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v3"
@@ -176,13 +179,14 @@ func (e env) judge(h shim.Handler, f probe.Facts, binaries map[string]probe.Runs
 	if err != nil {
 		return fails, append(warns, "fail-closed checks skipped: "+err.Error())
 	}
-	// A dry run of Create's policy step on the plainest container, an
-	// empty process in namespaces of its own: it fails exactly when a
-	// control the handler requires has no enforcer here.
-	d, err := policy.Enforce(&specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
-		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
-		{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace},
-	}}}, floor, s)
+	// A dry run of Create's policy step on the plainest container, the
+	// spec containerd generates for `ctr run` with no options: it fails
+	// exactly when a control the handler requires has no enforcer here.
+	spec, err := plainSpec()
+	if err != nil {
+		return fails, append(warns, "fail-closed checks skipped: "+err.Error())
+	}
+	d, err := policy.Enforce(spec, floor, s)
 	switch {
 	case errors.Is(err, policy.ErrNotEnforceable):
 		fails = append(fails, "will fail closed: "+strings.TrimPrefix(err.Error(), policy.ErrNotEnforceable.Error()+": "))
@@ -216,4 +220,11 @@ func messageRows(label, status string, msgs []string) []row {
 		rows = append(rows, row{label, status, m})
 	}
 	return rows
+}
+
+// plainSpec is containerd's default container spec, as `ctr run` with no
+// options would create it.
+func plainSpec() (*specs.Spec, error) {
+	ctx := namespaces.WithNamespace(context.Background(), "palisadectl")
+	return oci.GenerateSpec(ctx, nil, &containers.Container{ID: "palisadectl-doctor"})
 }
