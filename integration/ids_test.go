@@ -205,17 +205,29 @@ func TestPrefixIDsConcurrent(t *testing.T) {
 }
 
 // assertSandboxRootsGone: once a namespace's containers are deleted, no
-// sandbox root is left below the handler's runsc root.
+// sandbox root is left below the handler's runsc root. containerd cleans up
+// after a dead shim asynchronously (`shim delete`), so it waits a little.
 func assertSandboxRootsGone(t *testing.T, env *containerdEnv) {
 	t.Helper()
 	ns := filepath.Join(env.RuntimeRoot, env.Namespace)
-	ents, err := os.ReadDir(ns)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
 	var left []string
-	for _, e := range ents {
-		left = append(left, e.Name())
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ents, err := os.ReadDir(ns)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		left = left[:0]
+		for _, e := range ents {
+			files, _ := os.ReadDir(filepath.Join(ns, e.Name()))
+			names := make([]string, 0, len(files))
+			for _, f := range files {
+				names = append(names, f.Name())
+			}
+			left = append(left, fmt.Sprintf("%s %q", e.Name(), names))
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if len(left) > 0 {
 		t.Errorf("left in %s: %q", ns, left)

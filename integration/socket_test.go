@@ -35,10 +35,12 @@ import (
 // path nor by any abstract name containerd ever used, and that the socket is
 // gone once the container is deleted.
 func TestShimSocketHygiene(t *testing.T) {
-	for _, rt := range []runtimeUnderTest{
-		palisadeRunsc(rowRunsc, floorFor(rowRunsc)),
-		palisadeDelegate(rowDelegateRunc, "runc", floorFor(rowDelegateRunc)),
+	for _, rts := range [][2]runtimeUnderTest{
+		{palisadeRunsc(rowRunsc, floorFor(rowRunsc)), palisadeRunsc(rowRunsc+"-hostnet", hostNetFloor(rowRunsc+"-hostnet"))},
+		{palisadeDelegate(rowDelegateRunc, "runc", floorFor(rowDelegateRunc)),
+			palisadeDelegate(rowDelegateRunc+"-hostnet", "runc", hostNetFloor(rowDelegateRunc+"-hostnet"))},
 	} {
+		rt, hostNetRT := rts[0], rts[1]
 		t.Run(rt.Name, func(t *testing.T) {
 			env := startContainerdFor(t, rt, containerdOpts{})
 			canary := listenAbstractCanary(t, "@palisade-canary-"+env.Namespace)
@@ -46,7 +48,7 @@ func TestShimSocketHygiene(t *testing.T) {
 				name    string
 				rt      runtimeUnderTest
 				hostNet bool
-			}{{"own-netns", rt, false}, {"net-host", rt, true}}
+			}{{"own-netns", rt, false}, {"net-host", hostNetRT, true}}
 			if rt.Name == rowRunsc {
 				// runsc takes the network from the handler (runsc --network), and
 				// the namespace from the spec: --net-host on a "sandbox" handler
@@ -122,7 +124,7 @@ func checkSocketHygiene(t *testing.T, env *containerdEnv, rt runtimeUnderTest, i
 	ns := containerNetns(t, stack)
 	host := threadNetns()
 	switch {
-	case hostNet && rt.Name == "sock-hostnet" || hostNet && rt.Name == rowDelegateRunc:
+	case hostNet && rt.Name == "sock-hostnet" || hostNet && strings.HasPrefix(rt.Name, rowDelegateRunc):
 		if ns != host {
 			t.Errorf("--net-host: the container's network namespace is %s, want the host's %s", ns, host)
 		}
@@ -148,7 +150,7 @@ func checkSocketHygiene(t *testing.T, env *containerdEnv, rt runtimeUnderTest, i
 	// sockets there: that is how the canary proves the probe would see an
 	// abstract shim socket. gVisor's unix sockets never leave the sentry, so
 	// no gVisor container reaches it, host network or not.
-	canaryReachable := hostNet && rt.Name == rowDelegateRunc
+	canaryReachable := hostNet && strings.HasPrefix(rt.Name, rowDelegateRunc)
 	for _, a := range probeArgs[2:] {
 		want := a == canary && canaryReachable
 		if (got[a] == "ok") != want {
@@ -456,4 +458,11 @@ func threadNetns() string {
 	defer runtime.UnlockOSThread()
 	ns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return ns
+}
+
+// hostNetFloor is the default floor of a handler that allows what ctr
+// --net-host asks for: the host's network namespace, and its /etc/hosts and
+// /etc/resolv.conf bound read-only.
+func hostNetFloor(name string) string {
+	return "host_namespaces = [\"network\"]\nhost_paths = [\"/etc/hosts\", \"/etc/resolv.conf\"]\n" + floorFor(name)
 }
