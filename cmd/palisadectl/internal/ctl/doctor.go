@@ -179,8 +179,8 @@ func (e env) judge(h shim.Handler, f probe.Facts, binaries map[string]probe.Runs
 	if err != nil {
 		return fails, append(warns, "fail-closed checks skipped: "+err.Error())
 	}
-	// A dry run of Create's policy step on the plainest container, the
-	// spec containerd generates for `ctr run` with no options: it fails
+	// A dry run of Create's policy step on the plainest container (see
+	// plainSpec): it fails
 	// exactly when a control the handler requires has no enforcer here.
 	spec, err := plainSpec()
 	if err != nil {
@@ -223,8 +223,15 @@ func messageRows(label, status string, msgs []string) []row {
 }
 
 // plainSpec is containerd's default container spec, as `ctr run` with no
-// options would create it.
+// options would create it, with an empty process: a handler's ceiling is
+// about what a pod asks for, and a refusal of containerd's default
+// capabilities says nothing about the host.
 func plainSpec() (*specs.Spec, error) {
 	ctx := namespaces.WithNamespace(context.Background(), "palisadectl")
-	return oci.GenerateSpec(ctx, nil, &containers.Container{ID: "palisadectl-doctor"})
+	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "palisadectl-doctor"})
+	if err != nil {
+		return nil, err
+	}
+	s.Process = &specs.Process{}
+	return s, nil
 }
