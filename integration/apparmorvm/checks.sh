@@ -199,8 +199,9 @@ delegate_runc() {
 	xc d1 sh -c 'echo a > /tmp/allowed && echo allowed-ok; echo b > /tmp/palisade-denied-write; echo status=$?'
 	out=$(oneline </run/d1.exec)
 	d=$(denials | grep 'profile="palisade-vm-runc"' | grep 'palisade-denied-write' | head -n 1)
+	# stdout and stderr share the exec's log: the error may come first.
 	case $out in
-	"allowed-ok "*"Permission denied status="[1-9]*) [ -n "$d" ] ;;
+	*"allowed-ok"*) case $out in *"Permission denied"*"status="[1-9]* | *"status="[1-9]*"Permission denied"*) [ -n "$d" ] ;; *) false ;; esac ;;
 	*) false ;;
 	esac
 	check delegate-write-denied $? "inside: \"$out\"; host kernel: $d" "inside: \"$out\"; denial: \"$d\""
