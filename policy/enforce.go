@@ -172,7 +172,7 @@ func enforce(spec *specs.Spec, f *Floor, s Support, native string) (*Decision, e
 	specCtls, refused := runSpecControls(w)
 	// The seccomp control comes first in the record; slot 0 waits for it.
 	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode(), Controls: make([]Control, 1, 4+len(specCtls))}
-	caps, nnp, err := f.processControls(w.spec.Process, s, &d.Controls)
+	caps, nnp, err := f.processControls(w.spec.Process, s, &d.Controls, !criSandbox(spec))
 	if err != nil {
 		if refused != nil && errors.Is(err, ErrRefused) {
 			return nil, fmt.Errorf("%w; %s", refused, refusedFields(err))
@@ -222,7 +222,7 @@ func EnforceProcess(p *specs.Process, f *Floor, s Support) (*Decision, error) {
 		return nil, err
 	}
 	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode()}
-	caps, nnp, err := f.processControls(p, s, &d.Controls)
+	caps, nnp, err := f.processControls(p, s, &d.Controls, true)
 	if err != nil {
 		return nil, err
 	}
@@ -284,19 +284,27 @@ func orUnknown(why string) string {
 }
 
 // processControls computes the capabilities and no_new_privileges controls
-// of p without changing it, appending their records to ctls.
-func (f *Floor) processControls(p *specs.Process, s Support, ctls *[]Control) (*capsOutcome, bool, error) {
+// of p without changing it, appending their records to ctls. mayRefuse is
+// false for a CRI pod's sandbox (pause) container, whose capabilities are
+// containerd's default set, not anything the pod asked for: refusing them
+// would refuse every pod on a handler whose ceiling is below that set, so
+// they are clamped (the pause process needs none).
+func (f *Floor) processControls(p *specs.Process, s Support, ctls *[]Control, mayRefuse bool) (*capsOutcome, bool, error) {
 	apply := f.cfg.mode() == ModeEnforce
 	caps, err := clampCaps(p.Capabilities, f, apply)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(caps.exceeded) > 0 && f.cfg.overCeiling() == OverCeilingRefuse && apply {
+	refuse := f.cfg.overCeiling() == OverCeilingRefuse && mayRefuse
+	if len(caps.exceeded) > 0 && refuse && apply {
 		return nil, false, fmt.Errorf("%w: %s", ErrRefused, strings.Join(caps.exceeded, "; "))
 	}
 	c := Control{Name: ControlCapabilities, Requested: caps.requested, Effective: caps.effective,
 		EnforcedBy: s.CapabilityEnforcer, Changed: caps.changed}
-	if len(caps.exceeded) > 0 && f.cfg.overCeiling() == OverCeilingRefuse { // complain mode
+	if len(caps.exceeded) > 0 && !mayRefuse && f.cfg.overCeiling() == OverCeilingRefuse {
+		c.Changed = append(c.Changed, "CRI sandbox (pause) container: containerd's default capabilities clamped, not refused")
+	}
+	if len(caps.exceeded) > 0 && refuse { // complain mode
 		c.Changed = append(c.Changed, "complain mode: would refuse: "+strings.Join(caps.exceeded, "; "))
 	}
 	if !f.hasCeiling && f.drop == 0 {
@@ -334,4 +342,10 @@ func (f *Floor) appArmorControl(p *specs.Process, s Support, host *string) Contr
 		*host = a.Profile
 	}
 	return c
+}
+
+// criSandbox reports whether spec is a CRI pod's sandbox (pause) container,
+// by the annotation containerd's CRI sets on it.
+func criSandbox(spec *specs.Spec) bool {
+	return spec.Annotations["io.kubernetes.cri.container-type"] == "sandbox"
 }
