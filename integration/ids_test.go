@@ -57,18 +57,14 @@ func TestPrefixIDsLifecycle(t *testing.T) {
 			t.Fatalf("%s is %s after pausing %s", running, st, other)
 		}
 		tk.resume(t)
-		tk.kill(t, "SIGKILL", false)
-		tk.waitStatus(t, "STOPPED", 20*time.Second)
-		tk.delete(t)
+		tk.killAndDelete(t)
 		if st := keep.status(t); st != "RUNNING" || initHostPid(t, env, running) != pid {
 			t.Fatalf("%s is %s (pid %d, was %d) after %s's life", running, st, initHostPid(t, env, running), pid, other)
 		}
 		if res := keep.exec(t, "e2", "/bin/true"); res.ExitCode != 0 {
 			t.Fatalf("exec in %s after %s's life: %v", running, other, res)
 		}
-		keep.kill(t, "SIGKILL", false)
-		keep.waitStatus(t, "STOPPED", 20*time.Second)
-		keep.delete(t)
+		keep.killAndDelete(t)
 	}
 	assertSandboxRootsGone(t, env)
 }
@@ -106,9 +102,7 @@ func TestPrefixIDsShimDelete(t *testing.T) {
 		if res := keep.exec(t, "e1", "/bin/true"); res.ExitCode != 0 {
 			t.Fatalf("exec in %s: %v", keepID, res)
 		}
-		keep.kill(t, "SIGKILL", false)
-		keep.waitStatus(t, "STOPPED", 20*time.Second)
-		keep.delete(t)
+		keep.killAndDelete(t)
 	}
 	assertSandboxRootsGone(t, env)
 }
@@ -134,9 +128,7 @@ func TestPrefixIDsInOnePod(t *testing.T) {
 		t.Fatalf("app is %s after app2 was refused", st)
 	}
 	for _, tk := range []*task{app, pause} {
-		tk.kill(t, "SIGKILL", false)
-		tk.waitStatus(t, "STOPPED", 20*time.Second)
-		tk.delete(t)
+		tk.killAndDelete(t)
 	}
 	assertSandboxRootsGone(t, env)
 }
@@ -197,9 +189,7 @@ func TestPrefixIDsConcurrent(t *testing.T) {
 		if st := tk.status(t); st != "RUNNING" || initHostPid(t, env, id) != pids[id] {
 			t.Errorf("%s is %s after the others ran", id, st)
 		}
-		tk.kill(t, "SIGKILL", false)
-		tk.waitStatus(t, "STOPPED", 20*time.Second)
-		tk.delete(t)
+		tk.killAndDelete(t)
 	}
 	assertSandboxRootsGone(t, env)
 }
@@ -232,4 +222,12 @@ func assertSandboxRootsGone(t *testing.T, env *containerdEnv) {
 	if len(left) > 0 {
 		t.Errorf("left in %s: %q", ns, left)
 	}
+}
+
+// killAndDelete ends the task with SIGKILL and deletes it and its container.
+func (tk *task) killAndDelete(t testing.TB) {
+	t.Helper()
+	tk.kill(t, "SIGKILL", false)
+	tk.waitStatus(t, "STOPPED", 20*time.Second)
+	tk.delete(t)
 }

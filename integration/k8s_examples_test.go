@@ -35,14 +35,7 @@ func TestKubernetesExamples(t *testing.T) {
 	c := startCluster(t, refuseHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	kubectl := func(args ...string) string {
-		t.Helper()
-		out, err := c.Kubectl(ctx, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(out)
-	}
+	kubectl := kubectlFunc(t, ctx, c)
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)

@@ -66,14 +66,7 @@ func TestKubernetesSmoke(t *testing.T) {
 	c := startCluster(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	kubectl := func(args ...string) string {
-		t.Helper()
-		out, err := c.Kubectl(ctx, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(out)
-	}
+	kubectl := kubectlFunc(t, ctx, c)
 	if out := kubectl("get", "runtimeclass", "-o", "name"); !strings.Contains(out, "runtimeclass.node.k8s.io/gvisor\n") ||
 		!strings.Contains(out, "runtimeclass.node.k8s.io/runc\n") {
 		t.Fatalf("RuntimeClasses gvisor and runc missing:\n%s", out)
@@ -140,5 +133,17 @@ spec:
 	}
 	if len(snap.Procs)+len(snap.Mounts) > 0 {
 		t.Errorf("left after Stop: processes %v, mounts %v", snap.Procs, snap.Mounts)
+	}
+}
+
+// kubectlFunc returns kubectl on cluster c that fails t on an error.
+func kubectlFunc(t testing.TB, ctx context.Context, c *k8s.Cluster) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, err := c.Kubectl(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
 	}
 }
