@@ -243,7 +243,7 @@ func (e *containerdEnv) shutdown(t testing.TB) {
 		e.mu.Lock()
 		t.Logf("ctr calls:\n%s", e.log.String())
 		e.mu.Unlock()
-		t.Logf("containerd log, last lines (all of it is kept with go test -artifacts):\n%s", tailFile(e.LogPath, 80))
+		t.Logf("containerd log, last lines (all of it is kept with go test -artifacts):\n%s", hostcheck.Tail(e.LogPath, 80))
 		e.keepArtifacts(t)
 	}
 	removeCgroups(t, "/"+e.Namespace)
@@ -294,19 +294,6 @@ func removeTree(t testing.TB, dir string) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Errorf("remove test dir: %v", err)
 	}
-}
-
-// tailFile returns about the last n lines of a file, for failure reports.
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // restart stops containerd with sig (SIGTERM: a clean stop; SIGKILL: a

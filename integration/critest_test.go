@@ -208,7 +208,7 @@ func runCritest(t *testing.T, r critestRun) critestResult {
 	elapsed := time.Since(start)
 	res, err := readCritestReport(base + ".json")
 	if err != nil {
-		t.Fatalf("critest (%v) left no usable report: %v; last lines of %s:\n%s", runErr, err, logPath, tailFile(logPath, 40))
+		t.Fatalf("critest (%v) left no usable report: %v; last lines of %s:\n%s", runErr, err, logPath, hostcheck.Tail(logPath, 40))
 	}
 	res.Handler, res.Time, res.Log = r.handler, elapsed, logPath
 	if err := os.WriteFile(base+".txt", []byte(res.text()), 0o644); err != nil {

@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/palisade-runtime/palisade/integration/internal/hostcheck"
 	"io"
 	"os"
 	"os/exec"
@@ -165,7 +166,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		if err != nil {
 			// Stop removes the logs with the rest: show their ends first.
 			for _, p := range c.procs {
-				c.logf("last lines of %s:\n%s", p.log, tail(p.log, 15))
+				c.logf("last lines of %s:\n%s", p.log, hostcheck.Tail(p.log, 15))
 			}
 			if serr := c.Stop(context.WithoutCancel(ctx)); serr != nil {
 				err = errors.Join(err, fmt.Errorf("stopping after the failed start: %w", serr))

@@ -9,12 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/palisade-runtime/palisade/integration/internal/cninet"
+	"github.com/palisade-runtime/palisade/integration/internal/hostcheck"
 )
 
 // proc is one component the cluster runs, inside the cluster's network namespace.
@@ -54,7 +54,7 @@ func (c *Cluster) startProc(name, bin string, args []string, env []string) (*pro
 func (p *proc) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.cmd.ProcessState, p.log, tail(p.log, 25))
+		return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.cmd.ProcessState, p.log, hostcheck.Tail(p.log, 25))
 	default:
 		return nil
 	}
@@ -208,17 +208,4 @@ func (f *forwarder) Close() error {
 		return nil
 	}
 	return err
-}
-
-// tail returns about the last n lines of a file, for error messages.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -165,3 +165,17 @@ func Lookup(pid int) (Proc, bool) {
 	p, ok := readProc(pid)
 	return p.Proc, ok && p.state != 'Z'
 }
+
+// Tail returns about the last n lines of a file, for failure reports: a
+// daemon's log when it did not come up, what a test left behind.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
