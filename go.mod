@@ -23,6 +23,12 @@ require (
 )
 
 require (
+	github.com/expr-lang/expr v1.17.8 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	gvisor.dev/gvisor v0.0.0-20260527191743-a81fd9dd382e // indirect
+)
+
+require (
 	dario.cat/mergo v1.0.2 // indirect
 	github.com/Microsoft/go-winio v0.6.3-0.20251027160822-ad3df93bed29 // indirect
 	github.com/Microsoft/hcsshim v0.15.0-rc.4 // indirect
