@@ -14,6 +14,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/palisade-runtime/palisade/policy"
+	"github.com/palisade-runtime/palisade/sandbox/monitor"
 	"github.com/palisade-runtime/palisade/sandbox/runsc"
 	"github.com/palisade-runtime/palisade/sandbox/shimv2"
 )
@@ -66,6 +67,8 @@ type Handler struct {
 	Policy policy.Config `toml:"policy"`
 	// RuntimeClass feeds `palisadectl config runtimeclass`; the shim ignores it.
 	RuntimeClass RuntimeClass `toml:"runtimeclass"`
+	// Monitoring is runtime threat detection inside gVisor (runsc only).
+	Monitoring monitor.Config `toml:"monitoring"`
 }
 
 // Backends Palisade knows.
@@ -257,6 +260,12 @@ func (h Handler) validate() error {
 	}
 	if err := h.Policy.Validate(); err != nil {
 		return err
+	}
+	if err := h.Monitoring.Validate(); err != nil {
+		return err
+	}
+	if h.Monitoring.Enabled && h.Backend != BackendRunsc {
+		return errors.New("monitoring: only for backend = \"runsc\" (gVisor's trace points)")
 	}
 	return h.RuntimeClass.validate()
 }

@@ -103,3 +103,36 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestMonitoringConfig(t *testing.T) {
+	base := "[handlers.g]\nbackend = \"runsc\"\n[handlers.g.monitoring]\n"
+	ok := []string{
+		"enabled = true\n",
+		"enabled = true\non_setup_error = \"continue\"\npoints = [\"sentry/execve\"]\nalert_file = \"-\"\nretries = 0\n",
+		"enabled = false\n",
+	}
+	for _, c := range ok {
+		if _, err := ParseConfig([]byte(base + c)); err != nil {
+			t.Errorf("%q: %v", c, err)
+		}
+	}
+	bad := map[string]string{
+		"enabled = true\nbogus = 1\n":                                          "bogus",
+		"enabled = true\non_setup_error = \"ignore\"\n":                        "on_setup_error",
+		"enabled = true\nrules_file = \"rules.yaml\"\n":                        "rules_file",
+		"enabled = true\npoints = [\"Syscall/open\"]\n":                        "points",
+		"enabled = true\nsocket_dir = \"/" + strings.Repeat("d", 100) + "\"\n": "socket_dir",
+		"on_setup_error = \"fail\"\n":                                          "enabled is not true",
+		"enabled = true\nretries = -1\n":                                       "retries",
+	}
+	for c, want := range bad {
+		_, err := ParseConfig([]byte(base + c))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err %v, want one naming %q", c, err, want)
+		}
+	}
+	shim := "[handlers.s]\nbackend = \"shim\"\n[handlers.s.shim]\nbinary = \"containerd-shim-runc-v2\"\n[handlers.s.monitoring]\nenabled = true\n"
+	if _, err := ParseConfig([]byte(shim)); err == nil || !strings.Contains(err.Error(), "only for backend") {
+		t.Errorf("monitoring on a delegate: %v", err)
+	}
+}

@@ -93,7 +93,7 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 	env := s.env
 	profile, missing := hostProfile(ctx, h.Policy.AppArmor, apparmor.DefaultHost(), true)
 	env.HostProfile = profile
-	b, err := newBackend(ctx, h, env)
+	b, err := newBackend(ctx, name, h, env)
 	if err != nil {
 		return nil, fmt.Errorf("handler %s: %w", name, err)
 	}

@@ -60,10 +60,10 @@ func (s *service) exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emp
 }
 
 // newBackend builds the backend a handler names.
-func newBackend(ctx context.Context, h Handler, env sandbox.Env) (sandbox.Backend, error) {
+func newBackend(ctx context.Context, name string, h Handler, env sandbox.Env) (sandbox.Backend, error) {
 	switch h.Backend {
 	case BackendRunsc:
-		return runsc.New(ctx, h.Runsc, env)
+		return runsc.New(ctx, h.Runsc, env, runsc.WithMonitoring(name, h.Monitoring))
 	case BackendShim, BackendKata:
 		removeSocketAtShutdown(ctx, env)
 		return shimv2.New(ctx, h.Shim, h.Backend, env)
@@ -106,7 +106,11 @@ func removeSocketAtShutdown(ctx context.Context, env sandbox.Env) {
 func cleanerFor(h Handler) (sandbox.Cleaner, error) {
 	switch h.Backend {
 	case BackendRunsc:
-		return runsc.Cleaner{Config: h.Runsc}, nil
+		cl := runsc.Cleaner{Config: h.Runsc}
+		if h.Monitoring.Enabled {
+			cl.MonitorSocketDir = h.Monitoring.WithDefaults("").SocketDir
+		}
+		return cl, nil
 	case BackendShim, BackendKata:
 		return shimv2.Cleaner{}, nil
 	}

@@ -121,6 +121,19 @@ func newContainer(ctx context.Context, s *Service, r *taskAPI.CreateTaskRequest)
 		log.G(ctx).WithField("id", r.ID).Warn("gVisor does not apply linux." + n)
 	}
 
+	if !sub {
+		stop, err := s.startMonitor(ctx, sb, rc, r.Bundle)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if retErr != nil {
+				stop()
+			}
+		}()
+	}
+	s.watchContainer(sb, r.ID, annotations)
+
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	var p initProcess
 	if sub && !r.Terminal {

@@ -24,6 +24,7 @@ import (
 	"github.com/palisade-runtime/palisade/policy"
 	"github.com/palisade-runtime/palisade/sandbox"
 	"github.com/palisade-runtime/palisade/sandbox/apparmor"
+	"github.com/palisade-runtime/palisade/sandbox/monitor"
 )
 
 // Service is the runsc backend: the task API for the containers of one shim.
@@ -47,6 +48,11 @@ type Service struct {
 	// creating holds a channel, closed when it returns, for each Create in
 	// flight; guarded by mu.
 	creating map[string]chan struct{}
+	// monitoring is the handler's runtime monitoring, nil when off
+	// (monitoring.go); monitors holds each sandbox's, by sandbox id,
+	// guarded by mu.
+	monitoring *monitor.Config
+	monitors   map[string]*monitor.Monitor
 }
 
 var _ sandbox.Backend = (*Service)(nil)
@@ -55,7 +61,7 @@ var _ sandbox.Backend = (*Service)(nil)
 // subreaper whose reaper feeds reaper.Default, and go-runc's Monitor must be
 // reaper.Default, so that runsc's sandbox processes, which runsc leaves to be
 // reparented to the shim, are reaped here.
-func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
+func New(ctx context.Context, cfg Config, env sandbox.Env, opts ...Option) (*Service, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
@@ -74,6 +80,10 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 		reaped:     reaper.Default.Subscribe(),
 		containers: map[string]*container{},
 		creating:   map[string]chan struct{}{},
+		monitors:   map[string]*monitor.Monitor{},
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	if s.self, err = os.Executable(); err != nil {
 		platform.Close()
@@ -89,7 +99,8 @@ func New(ctx context.Context, cfg Config, env sandbox.Env) (*Service, error) {
 		platform.Close()
 		return nil, err
 	}
-	env.Shutdown.RegisterCallback(func(context.Context) error {
+	env.Shutdown.RegisterCallback(func(ctx context.Context) error {
+		s.stopMonitors(ctx)
 		reaper.Default.Unsubscribe(s.reaped)
 		return errors.Join(s.oom.Close(), platform.Close())
 	})
@@ -400,6 +411,10 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 		delete(s.containers, r.ID)
 		s.mu.Unlock()
 		s.exits.forget(c)
+		if !c.sub {
+			// The sandbox went with its first container.
+			s.stopMonitor(ctx, c.sandbox)
+		}
 		if err := markDeleted(c.bundle); err != nil {
 			log.G(ctx).WithError(err).WithField("id", c.id).Warn("record the deletion in the bundle; shim delete will redo it")
 		}

@@ -104,7 +104,12 @@ func (l *limitedBuffer) Bytes() []byte { return l.b }
 
 // Cleaner is the `shim delete` path for runsc: containerd calls it when the
 // shim died, to reclaim the container's sandbox, rootfs mount and state.
-type Cleaner struct{ Config Config }
+type Cleaner struct {
+	Config Config
+	// MonitorSocketDir is the handler's monitoring socket_dir, "" when it
+	// does not monitor: the socket of a sandbox whose shim died is removed.
+	MonitorSocketDir string
+}
 
 var _ sandbox.Cleaner = Cleaner{}
 
@@ -138,6 +143,11 @@ func (cl Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sa
 	if root != cfg.namespaceRoot(namespace) {
 		if err := removeSandboxRoot(root); err != nil {
 			log.G(ctx).WithError(err).WithField("id", id).Warn("remove the sandbox's runsc root")
+		}
+	}
+	if bundleSandbox(id, bundle) == id {
+		if err := removeMonitorSocket(cl.MonitorSocketDir, namespace, id); err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("remove the runtime monitoring socket")
 		}
 	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
