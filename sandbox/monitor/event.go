@@ -56,11 +56,16 @@ func toEvent(msg proto.Message) rules.Event {
 		setContext(&e, m.GetContextData())
 		e.Evt.Type = "sentry_execve"
 		e.Proc.Exepath = bound(m.GetBinaryPath())
-		setArgv(&e, m.GetArgv())
-		if e.Proc.Exepath != "" {
+		// The context's process name is the one before the exec. The new
+		// one is argv[0]'s base name, as Falco's proc.name (comm) would be
+		// for a program run by its name: the sentry reports the binary's
+		// path resolved (a busybox applet's is /bin/busybox; busybox's
+		// shell runs applets through /proc/self/exe, reported as /bin/sh).
+		e.Proc.Name = ""
+		if len(m.GetArgv()) == 0 && e.Proc.Exepath != "" {
 			e.Proc.Name = path.Base(e.Proc.Exepath)
-			e.Proc.Cmdline = cmdline(e.Proc.Name, e.Proc.Args)
 		}
+		setArgv(&e, m.GetArgv())
 	case *pb.ExitNotifyParentInfo:
 		setContext(&e, m.GetContextData())
 		e.Evt.Type = "sentry_exit_notify_parent"
@@ -191,6 +196,8 @@ func setContext(e *rules.Event, c *pb.ContextData) {
 	e.Evt.Time = c.GetTimeNs()
 	e.Container.ID = bound(c.GetContainerId())
 	e.Proc.Name = bound(c.GetProcessName())
+	// Without an exec's argv the command line is the name alone.
+	e.Proc.Cmdline = e.Proc.Name
 	e.Proc.Cwd = bound(c.GetCwd())
 	e.Proc.Pid = int64(c.GetThreadGroupId())
 	e.Proc.Tid = int64(c.GetThreadId())
@@ -221,6 +228,7 @@ func setSyscall(e *rules.Event, sysno uint64, fallback string) {
 // setArgv sets argv[0]-less args and the command line.
 func setArgv(e *rules.Event, argv []string) {
 	if len(argv) == 0 {
+		e.Proc.Cmdline = e.Proc.Name
 		return
 	}
 	if len(argv) > maxArgs+1 {

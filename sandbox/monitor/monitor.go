@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/containerd/log"
 
@@ -137,6 +138,25 @@ func (m *Monitor) handle(e *rules.Event) {
 	for _, a := range alerts {
 		m.emit(a)
 	}
+}
+
+// Exec reports a process that the runtime starts in a running container
+// (kubectl exec, crictl exec, ctr task exec). gVisor starts such a process
+// from its control server, not by an execve inside the sandbox, so no
+// trace point reports it; the shim knows it from the exec's process spec,
+// which is trusted, and feeds it to the rules as a "container_exec" event.
+func (m *Monitor) Exec(containerID string, args []string, cwd string, terminal bool, uid int64) {
+	e := rules.Event{}
+	e.Evt.Type, e.Evt.Dir, e.Evt.Time = "container_exec", "<", time.Now().UnixNano()
+	e.Evt.Arg.UID, e.Evt.Arg.GID = -1, -1
+	e.Container.ID = containerID
+	e.Proc.Cwd, e.Proc.Tty = bound(cwd), terminal
+	e.User.UID, e.User.RUID = uid, uid
+	if len(args) > 0 {
+		e.Proc.Exepath = bound(args[0])
+	}
+	setArgv(&e, args)
+	m.handle(&e)
 }
 
 // Stats are the receiver's counts and the alerts raised.

@@ -75,8 +75,16 @@ func TestDecodeSentryExecveAndStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := toEvent(msg)
-	if e.Evt.Type != "sentry_execve" || e.Proc.Exepath != "/bin/busybox" || e.Proc.Name != "busybox" || e.Proc.Cmdline != "busybox /etc/shadow" {
+	if e.Evt.Type != "sentry_execve" || e.Proc.Exepath != "/bin/busybox" || e.Proc.Name != "cat" || e.Proc.Cmdline != "cat /etc/shadow" {
 		t.Errorf("execve %+v %+v", e.Evt, e.Proc)
+	}
+	// Without the binary's path, argv[0] names the process, not the
+	// process's name before the exec.
+	_, msg, _ = decodePacket(packet(t, pb.MessageType_MESSAGE_SENTRY_EXEC, 0, &pb.ExecveInfo{
+		ContextData: ctxData("c2", "sh"), Argv: []string{"apk", "add", "curl"},
+	}))
+	if e := toEvent(msg); e.Proc.Name != "apk" || e.Proc.Cmdline != "apk add curl" {
+		t.Errorf("execve without path %+v", e.Proc)
 	}
 	_, msg, _ = decodePacket(packet(t, pb.MessageType_MESSAGE_CONTAINER_START, 0, &pb.Start{
 		Id: "c3", Args: []string{"sh", "-c", "x"}, Terminal: true,

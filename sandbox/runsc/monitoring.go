@@ -2,6 +2,7 @@ package runsc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	gorunc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/palisade-runtime/palisade/sandbox/monitor"
 )
@@ -86,6 +88,24 @@ func (s *Service) watchContainer(sb, id string, annotations map[string]string) {
 	if m != nil {
 		m.AddContainer(id, monitor.MetaFromAnnotations(annotations))
 	}
+}
+
+// noteExec reports an exec'd process to its sandbox's monitor: gVisor has
+// no trace point for a process its control server starts (see
+// monitor.Monitor.Exec). spec is the exec's process spec, as enforced.
+func (s *Service) noteExec(ctx context.Context, c *container, spec []byte) {
+	s.mu.Lock()
+	m := s.monitors[c.sandbox]
+	s.mu.Unlock()
+	if m == nil {
+		return
+	}
+	var p specs.Process
+	if err := json.Unmarshal(spec, &p); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("runtime monitoring: exec spec not decoded; the exec is not reported")
+		return
+	}
+	m.Exec(c.id, p.Args, p.Cwd, p.Terminal, int64(p.User.UID))
 }
 
 // stopMonitor closes a sandbox's monitor once the sandbox is gone.

@@ -451,6 +451,9 @@ func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 	if err != nil {
 		return nil, err
 	}
+	if r.Spec != nil {
+		s.noteExec(ctx, c, r.Spec.Value)
+	}
 	s.send(&eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
 	return empty, nil
 }

@@ -32,7 +32,9 @@ type Evt struct {
 	// execve, setuid, ...; sysno/N points get their name where Palisade
 	// knows it, such as mount), and for gVisor's sentry points one of
 	// container_start, sentry_clone, sentry_execve, sentry_task_exit and
-	// sentry_exit_notify_parent.
+	// sentry_exit_notify_parent. container_exec is a process the runtime
+	// started in a running container (kubectl exec), reported by the shim:
+	// gVisor has no trace point for it.
 	Type string `expr:"type"`
 	// Dir is ">" for a syscall's enter point and "<" for its exit (Falco's
 	// convention); sentry points are "<": they report what happened.
@@ -82,8 +84,9 @@ type Proc struct {
 	Ppid int64 `expr:"ppid"`
 	// Cwd is the working directory.
 	Cwd string `expr:"cwd"`
-	// Tty is true for a container started with a terminal
-	// (container_start only: gVisor's points carry no tty otherwise).
+	// Tty is true for a container started, or a process exec'd, with a
+	// terminal (container_start and container_exec only: gVisor's points
+	// carry no tty otherwise).
 	Tty bool `expr:"tty"`
 }
 
