@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -201,4 +202,78 @@ func countSockets(t testing.TB, dir string) int {
 		}
 	}
 	return n
+}
+
+// bundleOf is a container's bundle in the env's containerd state.
+func (e *containerdEnv) bundleOf(id string) string {
+	return filepath.Join(e.StateDir, "io.containerd.runtime.v2.task", e.Namespace, id)
+}
+
+// sandboxCmdline is the command line of the task's sandbox process
+// (runsc boot), where the pod-init config arrives as a donated fd.
+func sandboxCmdline(t testing.TB, tk *task) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(tk.pid(t)), "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "\x00", " ")
+}
+
+// TestMonitorOffCostsNothing: a handler without monitoring gets no socket,
+// no pod-init config and no runsc flag; the same handler with monitoring
+// gets all three.
+func TestMonitorOffCostsNothing(t *testing.T) {
+	_, sockets := monitorDirs(t)
+	for _, on := range []bool{false, true} {
+		name := "off"
+		rt := palisadeRunsc(rowRunsc, floorFor(rowRunsc))
+		if on {
+			name = "on"
+			rt = monitoredRunsc(rowRunsc, "enabled = true\nalert_file = \"-\"\nsocket_dir = \""+sockets+"\"\n")
+		}
+		t.Run(name, func(t *testing.T) {
+			env := startContainerdFor(t, rt, containerdOpts{})
+			tk := env.runDetached(t, rt, busyboxRootfs(t), "mon-"+name, "/bin/sleep", "600")
+			tk.waitStatus(t, "RUNNING", 20*time.Second)
+			_, err := os.Stat(filepath.Join(env.bundleOf(tk.ID), "palisade-pod-init.json"))
+			hasConfig := err == nil
+			hasFlag := strings.Contains(sandboxCmdline(t, tk), "pod-init-config")
+			sockets := countSockets(t, sockets)
+			if on != hasConfig || on != hasFlag || (sockets == 1) != on {
+				t.Errorf("monitoring %v: pod-init config %v, runsc flag %v, %d sockets", on, hasConfig, hasFlag, sockets)
+			}
+			tk.kill(t, "SIGKILL", false)
+			tk.waitStatus(t, "STOPPED", 20*time.Second)
+			tk.delete(t)
+		})
+	}
+}
+
+// TestMonitorSetupError: a receiver that cannot be set up (its socket
+// directory cannot be made) fails Create with on_setup_error = "fail" and
+// leaves nothing running; with "continue" the container runs unmonitored.
+func TestMonitorSetupError(t *testing.T) {
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"fail", "continue"} {
+		t.Run(mode, func(t *testing.T) {
+			rt := monitoredRunsc(rowRunsc, "enabled = true\nalert_file = \"-\"\non_setup_error = \""+mode+"\"\nsocket_dir = \""+blocker+"/sockets\"\n")
+			env := startContainerdFor(t, rt, containerdOpts{})
+			res := env.runRm(t, rt, busyboxRootfs(t), "setup-"+mode, "/bin/echo", "ran")
+			switch mode {
+			case "fail":
+				if res.ExitCode == 0 || !strings.Contains(res.Stderr, "runtime monitoring") || strings.Contains(res.Stdout, "ran") {
+					t.Errorf("on_setup_error = fail: want Create refused naming runtime monitoring, got %v", res)
+				}
+				env.ctr(t, "container", "rm", "setup-"+mode)
+			case "continue":
+				if res.ExitCode != 0 || !strings.Contains(res.Stdout, "ran") {
+					t.Errorf("on_setup_error = continue: want the container to run, got %v", res)
+				}
+			}
+		})
+	}
 }
