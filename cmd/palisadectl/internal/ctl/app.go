@@ -130,6 +130,17 @@ func (e env) app() *cli.Command {
 				Action: e.inspect,
 			},
 			{
+				Name:  "events",
+				Usage: "print the runtime monitoring alerts of the handlers that monitor (their alert files), oldest first",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing alerts as they come"},
+					&cli.StringFlag{Name: "pod", Usage: "only alerts of pods of this name"},
+					&cli.StringFlag{Name: "pod-namespace", Usage: "only alerts of pods in this Kubernetes namespace"},
+					&cli.StringSliceFlag{Name: "file", Usage: "read this alert file instead of those of config.toml's handlers (repeatable)"},
+				},
+				Action: e.events,
+			},
+			{
 				Name:  "policy",
 				Usage: "work with handler policies",
 				Commands: []*cli.Command{
