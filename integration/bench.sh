@@ -25,6 +25,8 @@
 #       create, start), then removed; the leak check after (a go test,
 #       integration/bench_density_test.go).
 #   P5  exec latency: `ctr task exec` of /bin/true into a running container.
+#   and runtime monitoring on against off (P1, P5, an exec-and-open loop, and
+#   the points per second the receiver takes, with the dropped count).
 #   and the shim v2 delegate (backend = "shim") against containerd-shim-runc-v2.
 #
 # Knobs: ROUNDS (P1, default 15), EXEC_ROUNDS (P5, default 2*ROUNDS),
@@ -334,6 +336,67 @@ if want delegate; then
 	read -r a b <<<"$(memsum "$(shim_pid rss-x)")"
 	sample mem-delegate-rss "runc shim alone" "$a"
 	echo "  shim RSS (KiB): Palisade $(median mem-delegate-rss palisade) in front of containerd-shim-runc-v2 $(median mem-delegate-rss "runc shim behind it"); the runc shim alone $(median mem-delegate-rss "runc shim alone")"
+	remove_all
+fi
+
+# Runtime monitoring (sandbox/monitor): the shipped gvisor floor with and
+# without [handlers.gvisor.monitoring] on its default points and rules, for
+# P1 and P5; then containers that exec and open in a loop (MON_LOOP rounds
+# of `/bin/true </bin/busybox`) or only open (MON_OPENS rounds of a
+# redirect), on and off: the loops' times, and the points the receiver took
+# per second with the sandbox's dropped count, from the shim's "monitor:
+# stopped" log line.
+mon_loop=${MON_LOOP:-500}
+mon_opens=${MON_OPENS:-20000}
+if want monitor; then
+	h=$(sed -n "s/^default_handler *= *['\"]\(.*\)['\"] *$/\1/p" "$work/gvisor.toml")
+	cp "$work/gvisor.toml" "$work/gvisor-mon.toml"
+	printf '\n[handlers.%s.monitoring]\nenabled = true\nalert_file = "%s"\nsocket_dir = "%s"\n' \
+		"$h" "$work/alerts.jsonl" "$work/mon" >>"$work/gvisor-mon.toml"
+	mon_cfg() { case $1 in palisade) echo gvisor ;; palisade-monitored) echo gvisor-mon ;; esac; }
+	m_names="palisade palisade-monitored"
+	for n in $m_names; do timed warm "mon-$n" $C run --rm $(pal "$(mon_cfg "$n")") --rootfs "$rootfs" "mw-$n" /bin/true; done
+	for r in $(seq "$rounds"); do
+		for n in $m_names; do timed p1m "$n" $C run --rm $(pal "$(mon_cfg "$n")") --rootfs "$rootfs" "m$r-$n" /bin/true; done
+	done
+	for n in $m_names; do $C run -d $(pal "$(mon_cfg "$n")") --rootfs "$rootfs" "$n-mex" /bin/sleep 600 >/dev/null 2>&1; done
+	for r in $(seq "$exec_rounds"); do
+		for n in $m_names; do timed p5m "$n" $C task exec --exec-id "e$r" "$n-mex" /bin/true; done
+	done
+	remove_all
+	# Two loops: execs (a fork, an exec, an open and an exit per round:
+	# what the workload pays) and opens alone (a shell redirect, no fork:
+	# the fastest stream of points a container makes, for the receiver).
+	exec_loop="i=0; while [ \$i -lt $mon_loop ]; do /bin/true </bin/busybox; i=\$((i+1)); done"
+	open_loop="i=0; while [ \$i -lt $mon_opens ]; do : </bin/busybox; i=\$((i+1)); done"
+	for r in 1 2 3; do
+		for kind in exec open; do
+			for n in $m_names; do
+				script=$exec_loop
+				[ "$kind" = open ] && script=$open_loop
+				timed "mon-$kind" "$n" $C run --rm $(pal "$(mon_cfg "$n")") --rootfs "$rootfs" "ml$r-$kind-$n" /bin/sh -c "$script"
+				[ "$n" = palisade-monitored ] || continue
+				sleep 1
+				line=$(grep 'monitor: ' "$work/containerd.log" | grep -E 'stopped|were lost' | tail -1)
+				points=$(sed -n 's/.* points=\([0-9]*\).*/\1/p' <<<"$line")
+				dropped=$(sed -n 's/.* dropped=\([0-9]*\).*/\1/p' <<<"$line")
+				ms=$(awk -F'\t' -v m="mon-$kind" '$1 == m && $2 == "palisade-monitored" {v = $3} END {print v}' "$samples")
+				sample "mon-$kind-points" "$n" "${points:-0}"
+				sample "mon-$kind-dropped" "$n" "${dropped:-0}"
+				sample "mon-$kind-eps" "$n" "$(awk -v p="${points:-0}" -v ms="$ms" 'BEGIN {printf "%.0f", p / (ms / 1000)}')"
+			done
+		done
+	done
+	bold "Runtime monitoring: the gvisor floor with monitoring off and on, $rounds / $exec_rounds rounds interleaved"
+	table p1m ms $m_names
+	echo "  monitored/off P1              $(ratio "$(median p1m palisade-monitored)" "$(median p1m palisade)")"
+	table p5m ms $m_names
+	echo "  monitored/off P5              $(ratio "$(median p5m palisade-monitored)" "$(median p5m palisade)")"
+	for kind in exec open; do
+		table "mon-$kind" ms $m_names
+		echo "  monitored/off $kind loop        $(ratio "$(median "mon-$kind" palisade-monitored)" "$(median "mon-$kind" palisade)")"
+		echo "  receiver: $(median "mon-$kind-points" palisade-monitored) points per run, $(median "mon-$kind-eps" palisade-monitored) points/s, $(median "mon-$kind-dropped" palisade-monitored) dropped"
+	done
 	remove_all
 fi
 

@@ -50,6 +50,10 @@ var (
 		{"runcshim-runsc", "the peer"},
 		{"runcshim-runsc-rd", "the peer with containerd's default seccomp profile and `runsc --oci-seccomp`"},
 	}
+	monitorSeries = []series{
+		{"palisade", "Palisade, the `gvisor` floor, monitoring off"},
+		{"palisade-monitored", "the same with `[handlers.gvisor.monitoring]` on (default points and rules)"},
+	}
 	delegateSeries = []series{
 		{"delegate", "Palisade → containerd-shim-runc-v2 → runc, the `gvisor` floor"},
 		{"delegate-open", "the same, no floor"},
@@ -102,6 +106,7 @@ func (r *report) build() string {
 	r.p3()
 	r.p4()
 	r.p5()
+	r.monitor()
 	r.delegate()
 	r.f("%s\n", strings.TrimSpace(notes))
 	r.raw()
@@ -292,6 +297,23 @@ func (r *report) p4() {
 func (r *report) p5() {
 	r.f("## P5: exec latency\n\n`ctr task exec` of `/bin/true` into a running busybox container (`sleep`).\n\n")
 	r.timeTable("p5", "ms", p5Series, "runcshim-runsc", 1)
+}
+
+func (r *report) monitor() {
+	r.f("## Runtime monitoring\n\nThe `gvisor` floor with runtime monitoring off and on (sandbox/monitor: gVisor's trace points to Palisade's receiver, Falco-style rules). P1 and P5 as above; then containers that exec or open in a loop (`MON_LOOP`, `MON_OPENS` rounds).\n\n")
+	r.f("P1, start-to-exit:\n\n")
+	r.timeTable("p1m", "ms", monitorSeries, "palisade", 1)
+	r.f("P5, exec latency:\n\n")
+	r.timeTable("p5m", "ms", monitorSeries, "palisade", 1)
+	for _, kind := range []string{"exec", "open"} {
+		what := map[string]string{"exec": "`/bin/true </bin/busybox` (a fork, an exec, an open, an exit)", "open": "`: </bin/busybox` (an open, no fork: the densest stream of points a shell makes)"}[kind]
+		r.f("A loop of %s:\n\n", what)
+		r.timeTable("mon-"+kind, "ms", monitorSeries, "palisade", 0)
+		if p := r.s.summary("mon-"+kind+"-points", "palisade-monitored"); p.n > 0 {
+			r.f("The receiver took %s points per run (median of %d), %s points/s, and the sandbox reported %s points dropped.\n\n",
+				num(p.median, 0), p.n, num(r.s.summary("mon-"+kind+"-eps", "palisade-monitored").median, 0), num(r.s.summary("mon-"+kind+"-dropped", "palisade-monitored").median, 0))
+		}
+	}
 }
 
 func (r *report) delegate() {

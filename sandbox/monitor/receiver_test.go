@@ -21,6 +21,11 @@ import (
 // fakeSandbox connects to a receiver as runsc's remote sink does.
 func fakeSandbox(t *testing.T, path string) *net.UnixConn {
 	t.Helper()
+	return fakeSandboxB(t, path)
+}
+
+func fakeSandboxB(t testing.TB, path string) *net.UnixConn {
+	t.Helper()
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		t.Fatal(err)
