@@ -15,17 +15,14 @@ require (
 	github.com/containerd/ttrpc v1.2.9
 	github.com/containerd/typeurl/v2 v2.3.0
 	github.com/cyphar/filepath-securejoin v0.7.0
+	github.com/expr-lang/expr v1.17.8
 	github.com/moby/profiles/seccomp v0.3.0
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/pelletier/go-toml/v2 v2.4.3
+	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/sys v0.48.0
 	google.golang.org/protobuf v1.36.12
-)
-
-require (
-	github.com/expr-lang/expr v1.17.8 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	gvisor.dev/gvisor v0.0.0-20260527191743-a81fd9dd382e // indirect
+	gvisor.dev/gvisor v0.0.0-20260527191743-a81fd9dd382e
 )
 
 require (
