@@ -86,6 +86,15 @@ func TestDefaultRulesFireAndControls(t *testing.T) {
 		{"root setuid", setuid(0, 0), ""},
 		{"mount", inContainer(Event{Evt: Evt{Type: "mount", Dir: ">"}}), "Mount attempt in container"},
 		{"chroot", inContainer(Event{Evt: Evt{Type: "chroot", Dir: ">"}}), "Chroot in container"},
+		{"kubectl exec sh", inContainer(Event{Evt: Evt{Type: "container_exec", Dir: "<"}, Proc: Proc{Name: "sh", Tty: true, Cmdline: "sh"}}), "Terminal shell in container"},
+		{"kubectl exec ls", inContainer(Event{Evt: Evt{Type: "container_exec", Dir: "<"}, Proc: Proc{Name: "ls", Cmdline: "ls"}}), ""},
+		{"grep keys", exec("grep", "-r", "BEGIN PRIVATE", "/"), "Search Private Keys or Passwords"},
+		{"grep other", exec("grep", "-r", "hello", "/"), ""},
+		{"find aws", exec("find", "/", "-name", "aws_access_key_id"), "Find AWS Credentials"},
+		{"dev shm", func() *Event { e := exec("x"); e.Proc.Exepath = "/dev/shm/x"; return e }(), "Execution from /dev/shm"},
+		{"packet socket", inContainer(Event{Evt: Evt{Type: "socket", Dir: ">", Arg: Arg{Domain: 17}}}), "Packet socket created in container"},
+		{"inet socket", inContainer(Event{Evt: Evt{Type: "socket", Dir: ">", Arg: Arg{Domain: 2}}}), ""},
+		{"shred", exec("shred", "-u", "/data"), "Remove Bulk Data from Disk"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
