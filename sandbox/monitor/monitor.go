@@ -168,10 +168,10 @@ func (m *Monitor) Close() error {
 	err := m.recv.Close()
 	st, alerts := m.Stats()
 	entry := log.G(m.ctx).WithFields(log.Fields{
-		"points": st.Points, "dropped": st.Dropped, "malformed": st.Malformed,
+		"points": st.Points, "dropped": st.Dropped, "overflow": st.Overflow, "malformed": st.Malformed,
 		"unknown": st.Unknown, "alerts": alerts,
 	})
-	if st.Dropped > 0 || st.Malformed > 0 {
+	if st.Dropped > 0 || st.Overflow > 0 || st.Malformed > 0 {
 		entry.Warn("monitor: sandbox points were lost")
 	} else {
 		entry.Info("monitor: stopped")

@@ -26,6 +26,11 @@ const (
 	// handshakeTimeout bounds the wait for a connection's handshake, so a
 	// connection that says nothing does not hold a slot.
 	handshakeTimeout = 10 * time.Second
+	// queueLen and maxQueuedBytes bound the points read but not yet
+	// evaluated, per connection: about a second of a busy sandbox's points
+	// (typical points are 100 to 300 bytes), and never more than 16 MiB.
+	queueLen       = 1 << 14
+	maxQueuedBytes = 16 << 20
 )
 
 // Stats counts what a receiver has seen. All counts are cumulative.
@@ -36,6 +41,9 @@ type Stats struct {
 	// was full past its retries): the header's count, summed over
 	// connections, with its 32-bit wrap-around undone.
 	Dropped uint64
+	// Overflow counts points this receiver read but had no room to queue
+	// for the rules (see drain): lost like Dropped, on this side.
+	Overflow uint64
 	// Malformed packets: short, truncated, a bad header, or a payload that
 	// does not decode.
 	Malformed uint64
@@ -48,12 +56,12 @@ type Stats struct {
 
 // counters are Stats, updated concurrently.
 type counters struct {
-	points, dropped, malformed, unknown, conns, refused atomic.Uint64
+	points, dropped, overflow, malformed, unknown, conns, refused atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		Points: c.points.Load(), Dropped: c.dropped.Load(), Malformed: c.malformed.Load(),
+		Points: c.points.Load(), Dropped: c.dropped.Load(), Overflow: c.overflow.Load(), Malformed: c.malformed.Load(),
 		Unknown: c.unknown.Load(), Connections: c.conns.Load(), Refused: c.refused.Load(),
 	}
 }
@@ -202,7 +210,32 @@ func (r *Receiver) serve(c *net.UnixConn) error {
 	if err := c.SetReadDeadline(time.Time{}); err != nil {
 		return err
 	}
-	var lastDropped uint32
+	return r.drain(c, buf)
+}
+
+// drain reads points off the socket as fast as it can and hands them to a
+// worker that decodes them and runs the rules. The sandbox's sink does not
+// block: when the socket is full it retries a few times and then drops the
+// point, and the socket holds only a few hundred points, so a reader that
+// evaluated rules itself would lose points whenever the shim is not
+// scheduled for a moment. The queue between the two is bounded in bytes;
+// what does not fit is counted as Overflow.
+func (r *Receiver) drain(c *net.UnixConn, buf []byte) error {
+	queue := make(chan []byte, queueLen)
+	done := make(chan struct{})
+	var queued atomic.Int64
+	go func() {
+		defer close(done)
+		var lastDropped uint32
+		for p := range queue {
+			queued.Add(-int64(len(p)))
+			r.packet(p, &lastDropped)
+		}
+	}()
+	defer func() {
+		close(queue)
+		<-done
+	}()
 	for {
 		n, _, flags, _, err := c.ReadMsgUnix(buf[:r.maxPacket], nil)
 		if err != nil {
@@ -220,7 +253,17 @@ func (r *Receiver) serve(c *net.UnixConn) error {
 			r.stats.malformed.Add(1)
 			continue
 		}
-		r.packet(buf[:n], &lastDropped)
+		if queued.Load()+int64(n) > maxQueuedBytes {
+			r.stats.overflow.Add(1)
+			continue
+		}
+		p := append([]byte(nil), buf[:n]...)
+		select {
+		case queue <- p:
+			queued.Add(int64(n))
+		default:
+			r.stats.overflow.Add(1)
+		}
 	}
 }
 
