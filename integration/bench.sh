@@ -380,6 +380,8 @@ if want monitor; then
 				line=$(grep 'monitor: ' "$work/containerd.log" | grep -E 'stopped|were lost' | tail -1)
 				points=$(sed -n 's/.* points=\([0-9]*\).*/\1/p' <<<"$line")
 				dropped=$(sed -n 's/.* dropped=\([0-9]*\).*/\1/p' <<<"$line")
+				overflow=$(sed -n 's/.* overflow=\([0-9]*\).*/\1/p' <<<"$line")
+				sample "mon-$kind-overflow" "$n" "${overflow:-0}"
 				ms=$(awk -F'\t' -v m="mon-$kind" '$1 == m && $2 == "palisade-monitored" {v = $3} END {print v}' "$samples")
 				sample "mon-$kind-points" "$n" "${points:-0}"
 				sample "mon-$kind-dropped" "$n" "${dropped:-0}"
@@ -395,7 +397,7 @@ if want monitor; then
 	for kind in exec open; do
 		table "mon-$kind" ms $m_names
 		echo "  monitored/off $kind loop        $(ratio "$(median "mon-$kind" palisade-monitored)" "$(median "mon-$kind" palisade)")"
-		echo "  receiver: $(median "mon-$kind-points" palisade-monitored) points per run, $(median "mon-$kind-eps" palisade-monitored) points/s, $(median "mon-$kind-dropped" palisade-monitored) dropped"
+		echo "  receiver: $(median "mon-$kind-points" palisade-monitored) points per run, $(median "mon-$kind-eps" palisade-monitored) points/s, $(median "mon-$kind-dropped" palisade-monitored) dropped by the sandbox, $(median "mon-$kind-overflow" palisade-monitored) by the receiver"
 	done
 	remove_all
 fi

@@ -310,8 +310,9 @@ func (r *report) monitor() {
 		r.f("A loop of %s:\n\n", what)
 		r.timeTable("mon-"+kind, "ms", monitorSeries, "palisade", 0)
 		if p := r.s.summary("mon-"+kind+"-points", "palisade-monitored"); p.n > 0 {
-			r.f("The receiver took %s points per run (median of %d), %s points/s, and the sandbox reported %s points dropped.\n\n",
-				num(p.median, 0), p.n, num(r.s.summary("mon-"+kind+"-eps", "palisade-monitored").median, 0), num(r.s.summary("mon-"+kind+"-dropped", "palisade-monitored").median, 0))
+			r.f("The receiver took %s points per run (median of %d), %s points/s; the sandbox reported %s points dropped, the receiver's queue %s.\n\n",
+				num(p.median, 0), p.n, num(r.s.summary("mon-"+kind+"-eps", "palisade-monitored").median, 0),
+				num(r.s.summary("mon-"+kind+"-dropped", "palisade-monitored").median, 0), num(r.s.summary("mon-"+kind+"-overflow", "palisade-monitored").median, 0))
 		}
 	}
 }
