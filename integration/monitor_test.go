@@ -161,6 +161,13 @@ func TestMonitorAlertsNameContainerAndPod(t *testing.T) {
 		}
 	}
 
+	// What an operator reads: palisadectl events, for one pod, from the
+	// alert file the handler's config names.
+	out := palisadectl(t, "events", "--config", filepath.Join(env.Dir, rowRunsc+".toml"), "--pod", "web")
+	if !strings.Contains(out, "Read sensitive file untrusted pod=team-a/web container=web-app") || strings.Contains(out, "db-app") {
+		t.Errorf("palisadectl events --pod web:\n%s", out)
+	}
+
 	for _, tk := range []*task{app, benign, webSandbox, dbSandbox} {
 		tk.kill(t, "SIGKILL", false)
 		tk.waitStatus(t, "STOPPED", 20*time.Second)
