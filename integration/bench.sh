@@ -345,14 +345,15 @@ fi
 # of `/bin/true </bin/busybox`) or only open (MON_OPENS rounds of a
 # redirect), on and off: the loops' times, and the points the receiver took
 # per second with the sandbox's dropped count, from the shim's "monitor:
-# stopped" log line.
+# stopped" log line. MON_EXTRA adds keys to the monitoring table (such as
+# 'points = ["syscall/open/exit"]'), to see what a point costs.
 mon_loop=${MON_LOOP:-500}
 mon_opens=${MON_OPENS:-20000}
 if want monitor; then
 	h=$(sed -n "s/^default_handler *= *['\"]\(.*\)['\"] *$/\1/p" "$work/gvisor.toml")
 	cp "$work/gvisor.toml" "$work/gvisor-mon.toml"
-	printf '\n[handlers.%s.monitoring]\nenabled = true\nalert_file = "%s"\nsocket_dir = "%s"\n' \
-		"$h" "$work/alerts.jsonl" "$work/mon" >>"$work/gvisor-mon.toml"
+	printf '\n[handlers.%s.monitoring]\nenabled = true\nalert_file = "%s"\nsocket_dir = "%s"\n%b\n' \
+		"$h" "$work/alerts.jsonl" "$work/mon" "${MON_EXTRA:-}" >>"$work/gvisor-mon.toml"
 	mon_cfg() { case $1 in palisade) echo gvisor ;; palisade-monitored) echo gvisor-mon ;; esac; }
 	m_names="palisade palisade-monitored"
 	for n in $m_names; do timed warm "mon-$n" $C run --rm $(pal "$(mon_cfg "$n")") --rootfs "$rootfs" "mw-$n" /bin/true; done
