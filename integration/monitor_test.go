@@ -18,10 +18,15 @@ import (
 // monitoredRunsc is the runsc row with [handlers.<name>.monitoring] added;
 // body is the table's content. Alerts go to alertFile.
 func monitoredRunsc(name, body string) runtimeUnderTest {
+	return monitoredRunscPolicy(name, floorFor(name), body)
+}
+
+// monitoredRunscPolicy is monitoredRunsc with the policy table's body.
+func monitoredRunscPolicy(name, policy, body string) runtimeUnderTest {
 	rt := palisadeRunsc(name, "")
 	rt.ConfigFor = func(t testing.TB, e *containerdEnv) string {
 		t.Helper()
-		path := writePalisadeConfig(t, e, name, floorFor(name))
+		path := writePalisadeConfig(t, e, name, policy)
 		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -282,5 +287,48 @@ func TestMonitorSetupError(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMonitorRulesOnRealRunsc: more of the shipped rules fire on their
+// action inside a real sandbox (the rest are proven on crafted events in
+// sandbox/monitor/rules), and a container doing ordinary things raises
+// nothing. The handler has no floor: under runtime-default the sentry's
+// seccomp filter refuses mount before the syscall's trace point, so the
+// mount rule sees only what the floor lets through.
+func TestMonitorRulesOnRealRunsc(t *testing.T) {
+	alertFile, sockets := monitorDirs(t)
+	rt := monitoredRunscPolicy(rowRunsc, "", "enabled = true\nalert_file = \""+alertFile+"\"\nsocket_dir = \""+sockets+"\"\n")
+	env := startContainerdFor(t, rt, containerdOpts{})
+	// busybox runs find forked but not exec'd unless it is named by its
+	// path, and a process that never execs raises no exec point (a real
+	// image's find is a binary of its own).
+	actions := env.runDetached(t, rt, monitoredRootfs(t), "actions", "/bin/sh", "-c",
+		"mount -t tmpfs none /tmp 2>/dev/null; chroot / /bin/true; grep -r 'BEGIN PRIVATE' /etc >/dev/null; "+
+			"/bin/find /etc -name aws_access_key_id; wget -q -T 1 http://127.0.0.1:1/ 2>/dev/null; "+
+			"echo x >/tmp/f; shred -u /tmp/f; sleep 600")
+	control := env.runDetached(t, rt, monitoredRootfs(t), "control", "/bin/sh", "-c",
+		"ls / >/dev/null; echo hi >/tmp/note; cat /etc/hostname /tmp/note >/dev/null; sleep 600")
+	actions.waitStatus(t, "RUNNING", 20*time.Second)
+	control.waitStatus(t, "RUNNING", 20*time.Second)
+	ofActions := func(a alert) bool { return a.OutputFields["container.id"] == "actions" }
+	for _, rule := range []string{
+		"Mount attempt in container", "Chroot in container", "Search Private Keys or Passwords",
+		"Find AWS Credentials", "Launch Remote File Copy Tools in Container", "Remove Bulk Data from Disk",
+	} {
+		waitAlert(t, alertFile, rule, ofActions)
+	}
+	// The control started with the actions and its commands are quicker:
+	// by the time the actions' alerts are in, its points are too.
+	time.Sleep(time.Second)
+	for _, a := range readAlerts(t, alertFile) {
+		if a.OutputFields["container.id"] == "control" {
+			t.Errorf("the control container raised %q: %s", a.Rule, a.Output)
+		}
+	}
+	for _, tk := range []*task{actions, control} {
+		tk.kill(t, "SIGKILL", false)
+		tk.waitStatus(t, "STOPPED", 20*time.Second)
+		tk.delete(t)
 	}
 }
