@@ -40,3 +40,19 @@ func TestEventsNeedsAMonitoredHandler(t *testing.T) {
 		t.Fatalf("events without monitoring: %d %q", code, errOut)
 	}
 }
+
+func TestPolicyCheckLoadsMonitoringRules(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte("- rule: r\n  condition: proc.nam == \"x\"\n  output: x\n  priority: INFO\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, "[handlers.g]\nbackend = \"runsc\"\n[handlers.g.monitoring]\nenabled = true\nrules_file = \""+rules+"\"\n")
+	code, out, _ := runCtl(t, testEnv(t), "policy", "check", cfg)
+	if code == 0 || !strings.Contains(out, "monitoring.rules_file") || !strings.Contains(out, "rule r") {
+		t.Fatalf("policy check with a broken rules file: %d %q", code, out)
+	}
+	ok := writeConfig(t, "[handlers.g]\nbackend = \"runsc\"\n[handlers.g.monitoring]\nenabled = true\n")
+	if code, out, _ := runCtl(t, testEnv(t), "policy", "check", ok); code != 0 {
+		t.Fatalf("policy check with the shipped rules: %d %q", code, out)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/urfave/cli/v3"
 
+	"github.com/palisade-runtime/palisade/sandbox/monitor"
 	"github.com/palisade-runtime/palisade/shim"
 )
 
@@ -131,6 +132,14 @@ func checkHandler(name string, h shim.Handler, unknownKeys []string) error {
 	}
 	if _, err := shim.LoadFloor(h.Policy); err != nil {
 		return fmt.Errorf("handlers.%s.%w", name, err)
+	}
+	// The rules file is read at each sandbox's Create; a rule that does not
+	// compile would fail every Create of the handler (or, on "continue",
+	// leave every sandbox unmonitored): say so now.
+	if h.Monitoring.Enabled {
+		if _, err := monitor.LoadRules(h.Monitoring.RulesFile); err != nil {
+			return fmt.Errorf("handlers.%s.monitoring.rules_file: %w", name, err)
+		}
 	}
 	return nil
 }
