@@ -71,6 +71,7 @@ func (f alertFile) writeLocked(fh *os.File, line []byte) (rotated bool, err erro
 // emit writes one alert to the configured destinations.
 func (m *Monitor) emit(a rules.AlertRecord) {
 	m.alerts.Add(1)
+	a.Hostname = m.hostname
 	line, err := json.Marshal(a)
 	if err != nil {
 		log.G(m.ctx).WithError(err).Error("monitor: encode alert")

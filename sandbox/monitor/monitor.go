@@ -54,6 +54,9 @@ type Monitor struct {
 	rules *rules.Set
 	file  alertFile
 	recv  *Receiver
+	// hostname is the node's, for the alerts' hostname field (falcosidekick
+	// shows and routes by it).
+	hostname string
 
 	alerts atomic.Uint64
 	errs   atomic.Uint64 // rule evaluation errors
@@ -71,6 +74,7 @@ func Start(ctx context.Context, cfg Config, namespace, sandbox string) (*Monitor
 		return nil, err
 	}
 	m := &Monitor{ctx: ctx, cfg: cfg, rules: set, meta: map[string]Meta{}}
+	m.hostname, _ = os.Hostname()
 	if cfg.AlertFile != "-" {
 		m.file = alertFile{path: cfg.AlertFile, max: cfg.AlertFileMaxBytes}
 	}
