@@ -88,6 +88,7 @@ func TestDefaultRulesFireAndControls(t *testing.T) {
 		{"chroot", inContainer(Event{Evt: Evt{Type: "chroot", Dir: ">"}}), "Chroot in container"},
 		{"kubectl exec sh", inContainer(Event{Evt: Evt{Type: "container_exec", Dir: "<"}, Proc: Proc{Name: "sh", Tty: true, Cmdline: "sh"}}), "Terminal shell in container"},
 		{"kubectl exec ls", inContainer(Event{Evt: Evt{Type: "container_exec", Dir: "<"}, Proc: Proc{Name: "ls", Cmdline: "ls"}}), ""},
+		{"exec probe sh -c", inContainer(Event{Evt: Evt{Type: "container_exec", Dir: "<"}, Proc: Proc{Name: "sh", Cmdline: "sh -c true"}}), ""},
 		{"grep keys", exec("grep", "-r", "BEGIN PRIVATE", "/"), "Search Private Keys or Passwords"},
 		{"grep other", exec("grep", "-r", "hello", "/"), ""},
 		{"find aws", exec("find", "/", "-name", "aws_access_key_id"), "Find AWS Credentials"},
