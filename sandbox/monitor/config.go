@@ -58,13 +58,14 @@ const (
 // DefaultPoints are the points Falco's gVisor configuration enabled: the
 // sentry's process life cycle and the enter and exit of the syscalls its
 // rules look at (files, sockets, execs, identity changes, chroot), plus
-// mount and umount2 by number for the mount rule (amd64: 165, 166).
+// by number (amd64) mount and umount2 (165, 166) for the mount rule and
+// ptrace (101) for the ptrace rule, which have no points of their own.
 func DefaultPoints() []string {
 	pts := []string{"container/start", "sentry/clone", "sentry/execve", "sentry/exit_notify_parent", "sentry/task_exit"}
 	for _, sc := range []string{
 		"open", "openat", "creat", "connect", "socket", "bind", "accept", "accept4",
 		"execve", "execveat", "setuid", "setgid", "setresuid", "setresgid", "setsid",
-		"chroot", "clone", "fork", "vfork", "chdir", "fchdir", "sysno/165", "sysno/166",
+		"chroot", "clone", "fork", "vfork", "chdir", "fchdir", "sysno/165", "sysno/166", "sysno/101",
 	} {
 		pts = append(pts, "syscall/"+sc+"/enter", "syscall/"+sc+"/exit")
 	}

@@ -84,6 +84,8 @@ func toEvent(msg proto.Message) rules.Event {
 		acc := flags & oAccMode
 		e.Evt.IsOpenRead = acc == oRdOnly || acc == oRdWr
 		e.Evt.IsOpenWrite = acc == oWrOnly || acc == oRdWr || flags&(oCreat|oTrunc) != 0 || e.Evt.Type == "creat"
+		// creat is open(O_CREAT|O_WRONLY|O_TRUNC).
+		e.Evt.IsOpenTrunc = flags&oTrunc != 0 || e.Evt.Type == "creat"
 	case *pb.Execve:
 		setContext(&e, m.GetContextData())
 		setSyscall(&e, m.GetSysno(), "execve")
@@ -158,6 +160,7 @@ func toEvent(msg proto.Message) rules.Event {
 		setContext(&e, m.GetContextData())
 		setSyscall(&e, m.GetSysno(), "")
 		exit = m.GetExit()
+		e.Evt.Arg.Raw1, e.Evt.Arg.Raw2 = int64(m.GetArg1()), int64(m.GetArg2())
 	case *pb.Close:
 		setContext(&e, m.GetContextData())
 		setSyscall(&e, m.GetSysno(), "close")

@@ -44,6 +44,8 @@ func syscallName(sysno uint64) string {
 		return "mount"
 	case 166:
 		return "umount2"
+	case 101:
+		return "ptrace"
 	case 56:
 		return "clone"
 	case 57:

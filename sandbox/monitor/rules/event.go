@@ -47,6 +47,9 @@ type Evt struct {
 	// open its file (O_RDONLY/O_RDWR, O_WRONLY/O_RDWR/O_CREAT/O_TRUNC).
 	IsOpenRead  bool `expr:"is_open_read"`
 	IsOpenWrite bool `expr:"is_open_write"`
+	// IsOpenTrunc is true for an open with O_TRUNC (the condition language
+	// has no bitwise operators to test flags with).
+	IsOpenTrunc bool `expr:"is_open_trunc"`
 	// Arg holds the syscall arguments rules look at.
 	Arg Arg `expr:"arg"`
 	// Sysno is the syscall number (amd64), 0 for sentry points.
@@ -65,6 +68,11 @@ type Arg struct {
 	Domain   int64 `expr:"domain"`
 	Type     int64 `expr:"type"`
 	Protocol int64 `expr:"protocol"`
+	// Raw1 and Raw2 are the first two arguments of a syscall reported by
+	// number (a syscall/sysno/N point), as raw integers: ptrace's request
+	// and pid, for one.
+	Raw1 int64 `expr:"raw1"`
+	Raw2 int64 `expr:"raw2"`
 }
 
 // Proc is the process (thread group) that caused the event.

@@ -24,6 +24,12 @@ func (e *Event) Field(name string) (v any, ok bool) {
 		return e.Evt.IsOpenRead, true
 	case "evt.is_open_write":
 		return e.Evt.IsOpenWrite, true
+	case "evt.is_open_trunc":
+		return e.Evt.IsOpenTrunc, true
+	case "evt.arg.raw1":
+		return e.Evt.Arg.Raw1, true
+	case "evt.arg.raw2":
+		return e.Evt.Arg.Raw2, true
 	case "evt.sysno":
 		return e.Evt.Sysno, true
 	case "evt.arg.flags":

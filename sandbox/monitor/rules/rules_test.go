@@ -96,6 +96,10 @@ func TestDefaultRulesFireAndControls(t *testing.T) {
 		{"packet socket", inContainer(Event{Evt: Evt{Type: "socket", Dir: ">", Arg: Arg{Domain: 17}}}), "Packet socket created in container"},
 		{"inet socket", inContainer(Event{Evt: Evt{Type: "socket", Dir: ">", Arg: Arg{Domain: 2}}}), ""},
 		{"shred", exec("shred", "-u", "/data"), "Remove Bulk Data from Disk"},
+		{"truncate log", func() *Event { e := open("/var/log/app.log", true); e.Evt.IsOpenTrunc = true; return e }(), "Clear Log Activities"},
+		{"append log", open("/var/log/app.log", true), ""},
+		{"ptrace attach", inContainer(Event{Evt: Evt{Type: "ptrace", Dir: ">", Arg: Arg{Raw1: 16, Raw2: 7}}}), "PTRACE attached to process"},
+		{"ptrace traceme", inContainer(Event{Evt: Evt{Type: "ptrace", Dir: ">", Arg: Arg{Raw1: 0}}}), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
