@@ -308,7 +308,7 @@ func TestMonitorRulesOnRealRunsc(t *testing.T) {
 	actions := env.runDetached(t, rt, monitoredRootfs(t), "actions", "/bin/sh", "-c",
 		"mount -t tmpfs none /tmp 2>/dev/null; chroot / /bin/true; grep -r 'BEGIN PRIVATE' /etc >/dev/null; "+
 			"/bin/find /etc -name aws_access_key_id; wget -q -T 1 http://127.0.0.1:1/ 2>/dev/null; "+
-			"echo x >/tmp/f; shred -u /tmp/f; sleep 600")
+			"echo x >/tmp/f; shred -u /tmp/f; mkdir -p /var/log; : >/var/log/app.log; sleep 600")
 	control := env.runDetached(t, rt, monitoredRootfs(t), "control", "/bin/sh", "-c",
 		"ls / >/dev/null; echo hi >/tmp/note; cat /etc/hostname /tmp/note >/dev/null; sleep 600")
 	actions.waitStatus(t, "RUNNING", 20*time.Second)
@@ -317,6 +317,7 @@ func TestMonitorRulesOnRealRunsc(t *testing.T) {
 	for _, rule := range []string{
 		"Mount attempt in container", "Chroot in container", "Search Private Keys or Passwords",
 		"Find AWS Credentials", "Launch Remote File Copy Tools in Container", "Remove Bulk Data from Disk",
+		"Clear Log Activities",
 	} {
 		waitAlert(t, alertFile, rule, ofActions)
 	}
