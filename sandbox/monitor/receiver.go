@@ -86,8 +86,8 @@ type Receiver struct {
 
 // Listen creates the socket at path (its directory is made 0700, the
 // socket 0600: only root may speak for a sandbox) and serves connections
-// until Close, calling handle for each decoded point from one goroutine
-// per connection. A stale socket of an earlier shim at path is replaced.
+// until Close, calling handle for each decoded point from one worker
+// goroutine per connection. A stale socket of an earlier shim at path is replaced.
 func Listen(ctx context.Context, path string, handle func(*rules.Event)) (*Receiver, error) {
 	return listen(ctx, path, handle, MaxPacket)
 }
@@ -104,8 +104,9 @@ func listen(ctx context.Context, path string, handle func(*rules.Event), maxPack
 	if err != nil {
 		return nil, fmt.Errorf("monitor socket: %w", err)
 	}
-	// The listener removes the file on Close; so do we, by hand, on every
-	// path (see Close), because a shim that is killed never closes it.
+	// The listener unlinks the file when it closes, and Close removes it
+	// again in case it did not; a shim that is killed does neither, and
+	// `shim delete` removes it then (runsc.Cleaner).
 	ln.SetUnlinkOnClose(true)
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
