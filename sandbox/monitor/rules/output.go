@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,6 +156,11 @@ func (s *Set) Match(e *Event) ([]AlertRecord, error) {
 	var errs []error
 	var machine vm.VM
 	for _, r := range s.Rules {
+		if r.types != nil {
+			if _, ok := slices.BinarySearch(r.types, e.Evt.Type); !ok {
+				continue
+			}
+		}
 		out, err := machine.Run(r.program, e)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rule %s: %w", r.Name, err))

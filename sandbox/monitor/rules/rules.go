@@ -54,6 +54,9 @@ type Rule struct {
 	output   template
 	fields   []string // output_fields names, sorted
 	program  *vm.Program
+	// types are the evt.type values the rule can match, sorted; nil means
+	// any (prefilter.go).
+	types []string
 }
 
 // Set is a compiled rules file. It is immutable after Parse and safe for
@@ -176,7 +179,7 @@ func (c *compiler) add(it item) (*Rule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("output: %w", err)
 	}
-	prog, err := c.compile(it.Condition)
+	prog, types, err := c.compile(it.Condition)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +188,7 @@ func (c *compiler) add(it item) (*Rule, error) {
 	}
 	return &Rule{
 		Name: it.Rule, Desc: it.Desc, Priority: prio, Tags: it.Tags,
-		output: tmpl, fields: outputFieldNames(tmpl), program: prog,
+		output: tmpl, fields: outputFieldNames(tmpl), program: prog, types: types,
 	}, nil
 }
 
@@ -309,18 +312,20 @@ func (x *expander) Visit(node *ast.Node) {
 }
 
 // compile type-checks a condition against Event, with lists and macros
-// expanded by a patcher, and compiles it.
-func (c *compiler) compile(cond string) (*vm.Program, error) {
-	if _, err := c.parse(cond); err != nil {
-		return nil, err
+// expanded by a patcher, and compiles it. types are the event types it can
+// match (nil: any).
+func (c *compiler) compile(cond string) (*vm.Program, []string, error) {
+	tree, err := c.parse(cond)
+	if err != nil {
+		return nil, nil, err
 	}
 	x := &expander{c: c, budget: new(int)}
 	prog, err := expr.Compile(cond, expr.Env(Event{}), expr.AsBool(), expr.MaxNodes(maxNodes), expr.Patch(x))
 	if x.err != nil {
-		return nil, x.err
+		return nil, nil, x.err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("condition: %w", err)
+		return nil, nil, fmt.Errorf("condition: %w", err)
 	}
-	return prog, nil
+	return prog, evtTypes(tree.Node), nil
 }
