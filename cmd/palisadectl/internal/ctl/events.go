@@ -58,14 +58,14 @@ func (e env) events(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	f := eventFilter{pod: cmd.String("pod"), namespace: cmd.String("pod-namespace"), json: cmd.Bool("json")}
-	offsets := make([]int64, len(files))
+	pos := make([]readPos, len(files))
 	for {
 		for i, path := range files {
-			n, err := e.printAlerts(path, offsets[i], f)
+			p, err := e.printAlerts(path, pos[i], f)
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
-			offsets[i] = n
+			pos[i] = p
 		}
 		if !cmd.Bool("follow") {
 			return nil
@@ -88,27 +88,40 @@ func (f eventFilter) match(a alertLine) bool {
 		(f.namespace == "" || a.OutputFields["k8s.ns.name"] == f.namespace)
 }
 
-// printAlerts prints the alerts of path from offset on and returns the
-// offset reached. A file shorter than offset was rotated: it is read from
-// its start.
-func (e env) printAlerts(path string, offset int64, f eventFilter) (int64, error) {
+// readPos is how far events has read an alert file, and which file that
+// was: the shim rotates it by renaming, and a new file is read from its
+// start.
+type readPos struct {
+	file   os.FileInfo
+	offset int64
+}
+
+// printAlerts prints the alerts of path from pos on and returns the
+// position reached.
+func (e env) printAlerts(path string, pos readPos, f eventFilter) (readPos, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return offset, err
+		return pos, err
 	}
 	defer fh.Close()
-	if st, err := fh.Stat(); err == nil && st.Size() < offset {
-		offset = 0
+	st, err := fh.Stat()
+	if err != nil {
+		return pos, err
 	}
+	if pos.file == nil || !os.SameFile(pos.file, st) || st.Size() < pos.offset {
+		pos = readPos{file: st}
+	}
+	offset := pos.offset
 	if _, err := fh.Seek(offset, io.SeekStart); err != nil {
-		return offset, err
+		return pos, err
 	}
 	r := bufio.NewReaderSize(fh, 64<<10)
 	for {
 		line, n, err := readLine(r)
 		if err != nil {
 			// A partial last line is read again once it is complete.
-			return offset, nil
+			pos.offset = offset
+			return pos, nil
 		}
 		offset += int64(n)
 		var a alertLine

@@ -56,3 +56,28 @@ func TestPolicyCheckLoadsMonitoringRules(t *testing.T) {
 		t.Fatalf("policy check with the shipped rules: %d %q", code, out)
 	}
 }
+
+// printAlerts follows a file across its rotation: the new file is read from
+// its start even when it has grown past the old one's offset.
+func TestEventsFollowsRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.jsonl")
+	if err := os.WriteFile(path, []byte(alertWeb+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	e := env{stdout: &out}
+	pos, err := e.printAlerts(path, readPos{}, eventFilter{})
+	if err != nil || !strings.Contains(out.String(), "web-app") {
+		t.Fatalf("first read: %v %q", err, out.String())
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(alertDB+"\n"+alertDB+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if _, err := e.printAlerts(path, pos, eventFilter{}); err != nil || strings.Count(out.String(), "db-app") != 2 {
+		t.Fatalf("after rotation: %v %q", err, out.String())
+	}
+}
