@@ -68,9 +68,20 @@ func (f alertFile) writeLocked(fh *os.File, line []byte) (rotated bool, err erro
 	return false, err
 }
 
-// emit writes one alert to the configured destinations.
+// emit writes one alert to the configured destinations, unless the rule
+// has already alerted alert_rate_limit times this minute for the container.
 func (m *Monitor) emit(a rules.AlertRecord) {
 	m.alerts.Add(1)
+	container, _ := a.OutputFields["container.id"].(string)
+	ok, held := m.limit.allow(a.Rule, container)
+	if held > 0 {
+		log.G(m.ctx).WithFields(log.Fields{"rule": a.Rule, "container": container, "held": held}).
+			Warn("monitor: alerts held back by alert_rate_limit in the last minute")
+	}
+	if !ok {
+		m.held.Add(1)
+		return
+	}
 	a.Hostname = m.hostname
 	line, err := json.Marshal(a)
 	if err != nil {

@@ -29,6 +29,10 @@ type Config struct {
 	// AlertLog also logs every alert through containerd's log (the shim's
 	// log, which containerd collects). Default true.
 	AlertLog *bool `toml:"alert_log"`
+	// AlertRateLimit is how many alerts one rule may raise for one
+	// container in a minute; the rest are counted and reported, not
+	// written. 0 means no limit. Default DefaultAlertRateLimit.
+	AlertRateLimit *int `toml:"alert_rate_limit"`
 	// OnSetupError is "fail" (the default: a sandbox whose receiver cannot
 	// be set up is not created, so no workload runs unwatched on a
 	// monitored handler) or "continue" (create it unwatched, with a
@@ -51,6 +55,7 @@ const (
 	DefaultAlertFileMaxBytes = 16 << 20
 	DefaultSocketDir         = "/run/palisade/monitor"
 	DefaultRetries           = 3
+	DefaultAlertRateLimit    = 60
 	OnSetupErrorFail         = "fail"
 	OnSetupErrorContinue     = "continue"
 )
@@ -123,6 +128,9 @@ func (c Config) Validate() error {
 	if c.AlertFileMaxBytes < 0 {
 		return errors.New("monitoring.alert_file_max_bytes: negative")
 	}
+	if c.AlertRateLimit != nil && *c.AlertRateLimit < 0 {
+		return fmt.Errorf("monitoring.alert_rate_limit: %d: want 0 (no limit) or more", *c.AlertRateLimit)
+	}
 	if c.Retries != nil && (*c.Retries < 0 || *c.Retries > 100) {
 		return fmt.Errorf("monitoring.retries: %d: want 0 to 100", *c.Retries)
 	}
@@ -139,7 +147,7 @@ func (c Config) Validate() error {
 
 func (c Config) isZeroBesidesEnabled() bool {
 	return len(c.Points) == 0 && c.RulesFile == "" && c.AlertFile == "" && c.AlertFileMaxBytes == 0 &&
-		c.AlertLog == nil && c.OnSetupError == "" && c.SocketDir == "" && c.Retries == nil
+		c.AlertLog == nil && c.AlertRateLimit == nil && c.OnSetupError == "" && c.SocketDir == "" && c.Retries == nil
 }
 
 // WithDefaults fills empty fields; handler names the default alert file.
@@ -166,6 +174,10 @@ func (c Config) WithDefaults(handler string) Config {
 	if c.Retries == nil {
 		r := DefaultRetries
 		c.Retries = &r
+	}
+	if c.AlertRateLimit == nil {
+		l := DefaultAlertRateLimit
+		c.AlertRateLimit = &l
 	}
 	return c
 }

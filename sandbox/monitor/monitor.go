@@ -58,7 +58,10 @@ type Monitor struct {
 	// shows and routes by it).
 	hostname string
 
-	alerts atomic.Uint64
+	limit *limiter
+
+	alerts atomic.Uint64 // raised, written or held back
+	held   atomic.Uint64 // held back by the rate limit
 	errs   atomic.Uint64 // rule evaluation errors
 
 	mu   sync.Mutex
@@ -73,7 +76,7 @@ func Start(ctx context.Context, cfg Config, namespace, sandbox string) (*Monitor
 	if err != nil {
 		return nil, err
 	}
-	m := &Monitor{ctx: ctx, cfg: cfg, rules: set, meta: map[string]Meta{}}
+	m := &Monitor{ctx: ctx, cfg: cfg, rules: set, meta: map[string]Meta{}, limit: newLimiter(*cfg.AlertRateLimit)}
 	m.hostname, _ = os.Hostname()
 	if cfg.AlertFile != "-" {
 		m.file = alertFile{path: cfg.AlertFile, max: cfg.AlertFileMaxBytes}
@@ -173,7 +176,7 @@ func (m *Monitor) Close() error {
 	st, alerts := m.Stats()
 	entry := log.G(m.ctx).WithFields(log.Fields{
 		"points": st.Points, "dropped": st.Dropped, "overflow": st.Overflow, "malformed": st.Malformed,
-		"unknown": st.Unknown, "alerts": alerts,
+		"unknown": st.Unknown, "alerts": alerts, "alerts_held": m.held.Load(),
 	})
 	if st.Dropped > 0 || st.Overflow > 0 || st.Malformed > 0 {
 		entry.Warn("monitor: sandbox points were lost")

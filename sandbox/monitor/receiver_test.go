@@ -184,3 +184,30 @@ func TestSocketPathShort(t *testing.T) {
 		t.Error("collision")
 	}
 }
+
+// A rule tripped in a loop writes alert_rate_limit alerts a minute per
+// container; the rest are counted.
+func TestMonitorRateLimit(t *testing.T) {
+	cfg := testConfig(t)
+	limit := 3
+	cfg.AlertRateLimit = &limit
+	m, err := Start(context.Background(), cfg, "default", "rl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := fakeSandbox(t, m.Endpoint())
+	for range 10 {
+		if _, err := c.Write(packet(t, pb.MessageType_MESSAGE_SYSCALL_OPEN, 0, &pb.Open{ContextData: ctxData("loop", "cat"), Sysno: 257, Fd: atFdCwd, Pathname: "/etc/shadow", Exit: &pb.Exit{Result: 3}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "points", func() bool { st, _ := m.Stats(); return st.Points == 10 })
+	c.Close()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(cfg.AlertFile)
+	if n := strings.Count(string(data), "\n"); n != 3 || m.held.Load() != 7 {
+		t.Errorf("%d alerts written, %d held; want 3 and 7", n, m.held.Load())
+	}
+}
