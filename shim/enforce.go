@@ -43,6 +43,7 @@ func enforceBundle(ctx context.Context, st *handlerState, id, bundle string) (*p
 		return nil, policyError(fmt.Errorf("handler %q: %w", st.name, err))
 	}
 	d.Handler = st.name
+	d.Pod = podOf(spec.Annotations)
 	out, err := json.Marshal(&spec)
 	if err != nil {
 		return nil, err
@@ -57,9 +58,30 @@ func enforceBundle(ctx context.Context, st *handlerState, id, bundle string) (*p
 	if err := os.WriteFile(filepath.Join(bundle, DecisionFile), record, 0o644); err != nil {
 		return nil, fmt.Errorf("write decision record: %w", err)
 	}
-	log.G(ctx).WithFields(log.Fields{"id": id, "handler": st.name, "backend": d.Backend}).
-		WithField("decision", string(compact(record))).Info("security floor enforced")
+	fields := log.Fields{"id": id, "handler": st.name, "backend": d.Backend}
+	if d.Pod != nil {
+		fields["pod"] = d.Pod.Namespace + "/" + d.Pod.Name
+	}
+	log.G(ctx).WithFields(fields).WithField("decision", string(compact(record))).Info("security floor enforced")
 	return d, nil
+}
+
+// containerd's CRI plugin names a container's pod in these annotations.
+const (
+	annoSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	annoSandboxName      = "io.kubernetes.cri.sandbox-name"
+	annoSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	annoContainerName    = "io.kubernetes.cri.container-name"
+)
+
+// podOf is the pod a CRI container belongs to; nil outside CRI.
+func podOf(annotations map[string]string) *policy.PodRef {
+	name := annotations[annoSandboxName]
+	if name == "" {
+		return nil
+	}
+	return &policy.PodRef{Namespace: annotations[annoSandboxNamespace], Name: name,
+		UID: annotations[annoSandboxUID], Container: annotations[annoContainerName]}
 }
 
 // enforceExec applies the floor to an exec's process spec.

@@ -135,3 +135,22 @@ func TestInspectWholeSpecControls(t *testing.T) {
 		}
 	}
 }
+
+// A CRI container's record names its pod and container; the pod's sandbox
+// container has no container name.
+func TestInspectPod(t *testing.T) {
+	for _, tc := range []struct{ pod, want string }{
+		{`{"namespace": "shop", "name": "web-7d4b9", "uid": "u1", "container": "nginx"}`, "pod                    shop/web-7d4b9\ncontainer              nginx\n"},
+		{`{"namespace": "shop", "name": "web-7d4b9", "uid": "u1"}`, "pod                    shop/web-7d4b9\ncontainer              (sandbox)\n"},
+	} {
+		record := strings.Replace(decisionRecord, `"mode": "enforce",`, `"mode": "enforce", "pod": `+tc.pod+`,`, 1)
+		state := stateWithRecord(t, "k8s.io", "c1", record)
+		code, out, stderr := runCtl(t, env{}, "inspect", "--state", state, "c1")
+		if code != 0 {
+			t.Fatalf("status %d: %s", code, stderr)
+		}
+		if !strings.HasPrefix(out, tc.want) {
+			t.Errorf("inspect of a pod's container starts with\n%s\nwant\n%s", out, tc.want)
+		}
+	}
+}
