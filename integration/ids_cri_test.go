@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/palisade-runtime/palisade/policy"
+	"github.com/palisade-runtime/palisade/shim"
 )
 
 // TestPrefixIDsCRI: issue 13 through containerd's CRI, where sandbox and
@@ -75,6 +79,12 @@ func TestPrefixIDsCRI(t *testing.T) {
 		if !slices.Equal(ids, want) {
 			t.Errorf("runsc root of pod %s holds %q, want its sandbox and containers %q", p.id[:12], ids, want)
 		}
+		for i, c := range p.ctrs {
+			d := readDecision(t, filepath.Join(env.StateDir, "io.containerd.runtime.v2.task", "k8s.io", c))
+			if d.Pod == nil || d.Pod.Name != p.name || d.Pod.Namespace != "ids" || d.Pod.Container != "ab"[i:i+1] {
+				t.Errorf("decision record of %s names pod %+v, want ids/%s container %s", c[:12], d.Pod, p.name, "ab"[i:i+1])
+			}
+		}
 	}
 
 	pids := map[string]string{}
@@ -133,18 +143,18 @@ func criState(ctx context.Context, t *testing.T, cri crictl, ctr string) string 
 
 // criPod is a running pod sandbox and its containers' IDs.
 type criPod struct {
-	id   string
-	ctrs []string
+	id, name string
+	ctrs     []string
 }
 
 // startCRIPod runs pod i with two sleeping busybox containers; errors are
 // reported on t (it runs in goroutines, so it never calls FailNow).
 func startCRIPod(ctx context.Context, t *testing.T, cri crictl, dir string, i int, handler string) criPod {
+	p := criPod{name: fmt.Sprintf("ids-%d", i)}
 	podCfg := writeJSONFile(t, filepath.Join(dir, fmt.Sprintf("pod-%d.json", i)), map[string]any{
-		"metadata":      map[string]any{"name": fmt.Sprintf("ids-%d", i), "namespace": "ids", "uid": fmt.Sprintf("ids-uid-%d", i)},
+		"metadata":      map[string]any{"name": p.name, "namespace": "ids", "uid": fmt.Sprintf("ids-uid-%d", i)},
 		"log_directory": filepath.Join(dir, "logs", fmt.Sprint(i)),
 	})
-	var p criPod
 	id, err := cri.run(ctx, "runp", "--runtime", handler, podCfg)
 	if err != nil {
 		t.Errorf("runp %d: %v", i, err)
@@ -183,6 +193,20 @@ func criExecOK(ctx context.Context, t *testing.T, cri crictl, ctr, script string
 		t.Fatalf("exec in %s: %v", ctr[:12], err)
 	}
 	return strings.TrimSpace(out)
+}
+
+// readDecision reads the decision record in a container's bundle.
+func readDecision(t *testing.T, bundle string) policy.Decision {
+	t.Helper()
+	var d policy.Decision
+	b, err := os.ReadFile(filepath.Join(bundle, shim.DecisionFile))
+	if err == nil {
+		err = json.Unmarshal(b, &d)
+	}
+	if err != nil {
+		t.Fatalf("decision record: %v", err)
+	}
+	return d
 }
 
 // stateIDsIn lists the container IDs runsc keeps state for in root (its
