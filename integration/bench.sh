@@ -25,12 +25,17 @@
 #       create, start), then removed; the leak check after (a go test,
 #       integration/bench_density_test.go).
 #   P5  exec latency: `ctr task exec` of /bin/true into a running container.
+#   P7  pod start through a real kubelet: K8S_PODS pods created at once on the
+#       cluster of package k8s, until all are Ready, per RuntimeClass (gvisor,
+#       runc, runcshim-runsc), K8S_ROUNDS rounds (a go test,
+#       integration/bench_k8s_test.go).
 #   and the shim v2 delegate (backend = "shim") against containerd-shim-runc-v2.
 #
 # Knobs: ROUNDS (P1, default 15), EXEC_ROUNDS (P5, default 2*ROUNDS),
 # MEM_ROUNDS (P2, default 3), PODS (P4, default 50), POD_ROUNDS (P4, default
-# 2), BENCH_OUT (default docs/), BENCH_DATA (a directory that keeps the raw
-# samples), BENCH_SKIP (comma list of p1 p2 p3 p4 p5 delegate, to develop
+# 2), K8S_PODS (P7, default 20), K8S_ROUNDS (P7, default 5), BENCH_OUT
+# (default docs/), BENCH_DATA (a directory that keeps the raw samples),
+# BENCH_SKIP (comma list of p1 p2 p3 p4 p5 p7 delegate, to develop
 # one part). On a shared machine only ratios from one run mean much; the
 # report records the load average before and after.
 set -euo pipefail
@@ -42,6 +47,8 @@ exec_rounds=${EXEC_ROUNDS:-$((2 * rounds))}
 mem_rounds=${MEM_ROUNDS:-3}
 pods=${PODS:-50}
 pod_rounds=${POD_ROUNDS:-2}
+k8s_pods=${K8S_PODS:-20}
+k8s_rounds=${K8S_ROUNDS:-5}
 out=${BENCH_OUT:-$repo/docs}
 skip=",${BENCH_SKIP:-},"
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root" >&2; exit 1; }
@@ -63,7 +70,7 @@ started=$(date +%s)
 
 sample() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$samples"; } # metric series value
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$data/meta.tsv"; }
-meta command "ROUNDS=$rounds EXEC_ROUNDS=$exec_rounds MEM_ROUNDS=$mem_rounds PODS=$pods POD_ROUNDS=$pod_rounds${BENCH_SKIP:+ BENCH_SKIP=$BENCH_SKIP} bash integration/bench.sh"
+meta command "ROUNDS=$rounds EXEC_ROUNDS=$exec_rounds MEM_ROUNDS=$mem_rounds PODS=$pods POD_ROUNDS=$pod_rounds K8S_PODS=$k8s_pods K8S_ROUNDS=$k8s_rounds${BENCH_SKIP:+ BENCH_SKIP=$BENCH_SKIP} bash integration/bench.sh"
 meta loadavg_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 meta palisade "$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
@@ -353,6 +360,14 @@ if want p4; then
 		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchDensity$' ./integration/) >"$data/p4.log" 2>&1 ||
 		{ tail -60 "$data/p4.log" >&2; echo "bench: P4 failed (log above)" >&2; exit 1; }
 	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p4.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
+fi
+
+if want p7; then
+	bold "P7 pod start through a real kubelet: $k8s_pods pods at once, $k8s_rounds rounds (go test -tags bench -run TestBenchKubePodStart)"
+	(cd "$repo" && PALISADE_BENCH_DATA=$data PALISADE_BENCH_PODS=$k8s_pods PALISADE_BENCH_ROUNDS=$k8s_rounds \
+		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchKubePodStart$' ./integration/) >"$data/p7.log" 2>&1 ||
+		{ tail -60 "$data/p7.log" >&2; echo "bench: P7 failed (log above)" >&2; exit 1; }
+	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p7.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
 fi
 
 meta loadavg_after "$(cut -d' ' -f1-3 /proc/loadavg)"

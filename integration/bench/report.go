@@ -50,6 +50,11 @@ var (
 		{"runcshim-runsc", "the peer"},
 		{"runcshim-runsc-rd", "the peer with containerd's default seccomp profile and `runsc --oci-seccomp`"},
 	}
+	p7Series = []series{
+		{"gvisor", "Palisade, RuntimeClass `gvisor` (config.toml's floor)"},
+		{"runcshim-runsc", "containerd-shim-runc-v2 driving the same runsc (the peer)"},
+		{"runc", "containerd-shim-runc-v2 and runc (the reference, no sandbox)"},
+	}
 	delegateSeries = []series{
 		{"delegate", "Palisade → containerd-shim-runc-v2 → runc, the `gvisor` floor"},
 		{"delegate-open", "the same, no floor"},
@@ -102,6 +107,7 @@ func (r *report) build() string {
 	r.p3()
 	r.p4()
 	r.p5()
+	r.p7()
 	r.delegate()
 	r.f("%s\n", strings.TrimSpace(notes))
 	r.raw()
@@ -292,6 +298,21 @@ func (r *report) p4() {
 func (r *report) p5() {
 	r.f("## P5: exec latency\n\n`ctr task exec` of `/bin/true` into a running busybox container (`sleep`).\n\n")
 	r.timeTable("p5", "ms", p5Series, "runcshim-runsc", 1)
+}
+
+func (r *report) p7() {
+	r.f("## P7: pod start through a real kubelet\n\n")
+	rows := r.present("p7-k8s-ready", p7Series)
+	if len(rows) == 0 {
+		r.f("Not measured in this run.\n\n")
+		return
+	}
+	r.f("%s pods (busybox `sleep`) created at once with one `kubectl create` on the one-node cluster of `make cluster` "+
+		"(kube-apiserver, scheduler, controller-manager and kubelet v1.37.2, the same private containerd); the time until "+
+		"`kubectl wait` sees every one Ready. One round runs each RuntimeClass in turn.\n\n", num(r.s.summary("p7-k8s-pods", rows[0].name).median, 0))
+	r.timeTable("p7-k8s-ready", "s", p7Series, "runcshim-runsc", 2)
+	r.pair("p7-k8s-ready", "gvisor", "runc", " (what a gVisor sandbox costs a pod's start, against no sandbox)")
+	r.f("\n")
 }
 
 func (r *report) delegate() {
