@@ -27,7 +27,7 @@
 #   P5  exec latency: `ctr task exec` of /bin/true into a running container.
 #   P7  pod start through a real kubelet: K8S_PODS pods created at once on the
 #       cluster of package k8s, until all are Ready, per RuntimeClass (gvisor,
-#       runc, runcshim-runsc), K8S_ROUNDS rounds (a go test,
+#       runc; the runc shim cannot run runsc pods), K8S_ROUNDS rounds (a go test,
 #       integration/bench_k8s_test.go).
 #   and the shim v2 delegate (backend = "shim") against containerd-shim-runc-v2.
 #

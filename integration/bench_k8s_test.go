@@ -16,13 +16,22 @@ import (
 
 // TestBenchKubePodStart is P7 of make bench (integration/bench.sh): pod
 // start latency through a real kubelet. One cluster (package k8s) serves
-// three RuntimeClasses: gvisor (Palisade, the repository's config.toml),
-// runc (containerd's shim and runc, the reference) and runcshim-runsc
-// (containerd's shim driving the same runsc, the peer). Each round creates
-// PODS pods at once with one `kubectl create` and times them until `kubectl
-// wait` sees every one Ready, then deletes them and waits until they are
-// gone; rounds go through the classes in turn, ROUNDS times, so that a load
-// burst on the machine hits them alike.
+// gvisor (Palisade, the repository's config.toml) and runc (containerd's
+// shim and runc, the reference). Each round creates PODS pods at once with
+// one `kubectl create` and times them until `kubectl wait` sees every one
+// Ready, then deletes them and waits until they are gone; rounds go through
+// the classes in turn, ROUNDS times, so that a load burst on the machine
+// hits them alike.
+//
+// The peer of the other benchmarks, containerd-shim-runc-v2 driving runsc,
+// cannot run a pod's app container: `runsc start` of a container that joins
+// a sandbox hands its own stdio to the sandbox as the container's, and
+// go-runc runs `start` with its output captured in a pipe that it waits on
+// until every writer has closed it, which the sandbox never does while the
+// container runs; StartContainer hangs until kubelet's deadline (the runc
+// shim's stack: go-runc Start in cmdOutput, awaitGoroutines). Its pod
+// sandboxes alone run (P4 measures them); gVisor's own shim handles stdio
+// at start for this reason. PALISADE_BENCH_SERIES=runcshim-runsc shows it.
 func TestBenchKubePodStart(t *testing.T) {
 	pods, rounds := benchEnvInt(t, envBenchPods, 20), benchEnvInt(t, envBenchRounds, 5)
 	runsc, err := lookupTool("runsc")
@@ -38,13 +47,16 @@ func TestBenchKubePodStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 	k := &kube{t: t, c: c, ctx: ctx}
-	classes := []string{"gvisor", "runc", "runcshim-runsc"}
+	classes := []string{"gvisor", "runc"}
+	if v := os.Getenv(envBenchSeries); v != "" {
+		classes = strings.Split(v, ",")
+	}
 	// One pod of each first: the images are pulled and cached, kubelet and
 	// the shims' binaries are warm.
 	for _, rc := range classes {
-		k.createPods(rc, "warm", 1)
-		k.run("wait", "--for=condition=Ready", "pod", "-l", "bench=warm", "--timeout=5m")
-		k.run("delete", "pod", "-l", "bench=warm", "--wait", "--timeout=5m")
+		k.createPods(rc, "warm-"+rc, 1)
+		k.waitAllReady("warm-"+rc, 5*time.Minute)
+		k.run("delete", "pod", "-l", "bench=warm-"+rc, "--wait", "--timeout=5m")
 	}
 	walls := map[string][]float64{}
 	for r := range rounds {
@@ -52,10 +64,7 @@ func TestBenchKubePodStart(t *testing.T) {
 			label := fmt.Sprintf("%s-%d", rc, r)
 			start := time.Now()
 			k.createPods(rc, label, pods)
-			if out, err := k.try("wait", "--for=condition=Ready", "pod", "-l", "bench="+label, "--timeout=10m"); err != nil {
-				desc, _ := k.try("describe", "pod", "-l", "bench="+label)
-				t.Fatalf("%s: pods not Ready: %v %s\n%s", label, err, out, desc)
-			}
+			k.waitAllReady(label, 10*time.Minute)
 			wall := time.Since(start)
 			k.run("delete", "pod", "-l", "bench="+label, "--wait", "--timeout=10m")
 			t.Logf("%-15s round %d: %d pods Ready in %6.2f s", rc, r+1, pods, wall.Seconds())
@@ -70,8 +79,9 @@ func TestBenchKubePodStart(t *testing.T) {
 		fmt.Fprintf(&b, "p7-k8s-pods\t%s\t%d\n", rc, pods)
 		t.Logf("%-15s median of %d rounds: %d pods Ready in %.2f s", rc, rounds, pods, median(walls[rc]))
 	}
-	t.Logf("gvisor / runcshim-runsc: %.2f, gvisor / runc: %.2f",
-		median(walls["gvisor"])/median(walls["runcshim-runsc"]), median(walls["gvisor"])/median(walls["runc"]))
+	if len(walls["gvisor"]) > 0 && len(walls["runc"]) > 0 {
+		t.Logf("gvisor / runc: %.2f", median(walls["gvisor"])/median(walls["runc"]))
+	}
 	if dir := os.Getenv(envBenchData); dir != "" {
 		f, err := os.OpenFile(filepath.Join(dir, "samples.tsv"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err == nil {
@@ -105,6 +115,15 @@ func (k *kube) createPods(rc, label string, n int) {
 	}
 	if out, err := k.c.KubectlStdin(k.ctx, []byte(b.String()), "create", "-f", "-"); err != nil {
 		k.t.Fatalf("create %d pods of %s: %v\n%s", n, rc, err, out)
+	}
+}
+
+// waitAllReady waits until every pod labelled bench=label is Ready.
+func (k *kube) waitAllReady(label string, timeout time.Duration) {
+	k.t.Helper()
+	if out, err := k.try("wait", "--for=condition=Ready", "pod", "-l", "bench="+label, "--timeout="+timeout.String()); err != nil {
+		desc, _ := k.try("describe", "pod", "-l", "bench="+label)
+		k.t.Fatalf("%s: pods not Ready: %v %s\n%s", label, err, out, desc)
 	}
 }
 
