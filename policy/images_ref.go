@@ -98,6 +98,9 @@ func ImageStoreName(s string) (string, error) {
 	if len(s) > maxImageRefLen {
 		return "", fmt.Errorf("image reference is %d bytes, more than %d", len(s), maxImageRefLen)
 	}
+	if strings.HasPrefix(s, "sha256:") {
+		return "", fmt.Errorf("image reference %q is an image ID, not a repository reference", s)
+	}
 	named, err := reference.ParseDockerRef(s)
 	if err != nil {
 		return "", fmt.Errorf("image reference %q: %w", s, err)

@@ -38,7 +38,13 @@ func enforceBundle(ctx context.Context, st *handlerState, id, bundle string) (*p
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, invalid(fmt.Errorf("decode %s: %w", path, err))
 	}
-	d, err := policy.Enforce(&spec, st.floor, containerFacts(&spec, bundle, st.support, selfNamespaces))
+	facts := containerFacts(&spec, bundle, st.support, selfNamespaces)
+	if st.images != nil {
+		facts.Image = resolveImage(ctx, st.images, id, &spec)
+		log.G(ctx).WithFields(log.Fields{"id": id, "image": facts.Image.Requested, "digest": facts.Image.Digest,
+			"rootfs": facts.Image.Rootfs, "sandbox": facts.Image.Sandbox, "error": facts.Image.Err}).Debug("image resolved with containerd")
+	}
+	d, err := policy.Enforce(&spec, st.floor, facts)
 	if err != nil {
 		return nil, policyError(fmt.Errorf("handler %q: %w", st.name, err))
 	}

@@ -36,6 +36,9 @@ type handlerState struct {
 	backend sandbox.Backend
 	floor   *policy.Floor
 	support policy.Support
+	// images answers the image control's questions; nil when the handler
+	// has no image policy, so that no container costs a lookup for it.
+	images imageStore
 }
 
 func newService(ctx context.Context, env sandbox.Env) *service {
@@ -98,6 +101,13 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 		return nil, fmt.Errorf("handler %s: %w", name, err)
 	}
 	st := &handlerState{name: name, handler: h, backend: b, floor: floor}
+	if floor.HasImagePolicy() {
+		store := newGRPCImageStore(s.env.GRPCAddress, s.env.Namespace)
+		if s.env.Shutdown != nil {
+			s.env.Shutdown.RegisterCallback(func(context.Context) error { return store.Close() })
+		}
+		st.images = store
+	}
 	st.support = b.Support()
 	st.support.Host = cfg.HostDirs()
 	hostSupport(&st.support, missing)

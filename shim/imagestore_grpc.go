@@ -1,0 +1,119 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/v2/core/content/proxy"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/image-spec/identity"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// grpcImageStore asks containerd, at the address containerd gave the shim,
+// in the shim's namespace. It uses containerd's API services directly
+// rather than its client package, which would bring much more code into
+// the shim than these four calls need. The connection is made at first use
+// and kept: a shim serves one pod, whose containers all ask.
+type grpcImageStore struct {
+	address   string
+	namespace string
+
+	mu   sync.Mutex
+	conn *grpc.ClientConn // guarded by mu; nil until the first call
+}
+
+var _ imageStore = (*grpcImageStore)(nil)
+
+func newGRPCImageStore(address, namespace string) *grpcImageStore {
+	return &grpcImageStore{address: address, namespace: namespace}
+}
+
+// client returns the connection and ctx with the namespace set.
+func (s *grpcImageStore) client(ctx context.Context) (context.Context, *grpc.ClientConn, error) {
+	if s.address == "" {
+		return nil, nil, fmt.Errorf("containerd's address is unknown to the shim")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		conn, err := grpc.NewClient("unix://"+s.address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to containerd at %s: %w", s.address, err)
+		}
+		s.conn = conn
+	}
+	return namespaces.WithNamespace(ctx, s.namespace), s.conn, nil
+}
+
+// Close drops the connection.
+func (s *grpcImageStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close()
+	s.conn = nil
+	return err
+}
+
+func (s *grpcImageStore) Container(ctx context.Context, id string) (containerRecord, error) {
+	ctx, conn, err := s.client(ctx)
+	if err != nil {
+		return containerRecord{}, err
+	}
+	r, err := containersapi.NewContainersClient(conn).Get(ctx, &containersapi.GetContainerRequest{ID: id})
+	if err != nil {
+		return containerRecord{}, errgrpc.ToNative(err)
+	}
+	c := r.GetContainer()
+	_, sandbox := c.GetExtensions()[criSandboxExtension]
+	return containerRecord{Image: c.GetImage(), Snapshotter: c.GetSnapshotter(), SnapshotKey: c.GetSnapshotKey(), CRISandbox: sandbox}, nil
+}
+
+// Image reads the image's target, and its manifest and config for this
+// machine's platform from the content store, as containerd does when it
+// unpacks the image for a container.
+func (s *grpcImageStore) Image(ctx context.Context, name string) (storedImage, error) {
+	ctx, conn, err := s.client(ctx)
+	if err != nil {
+		return storedImage{}, err
+	}
+	r, err := imagesapi.NewImagesClient(conn).Get(ctx, &imagesapi.GetImageRequest{Name: name})
+	if err != nil {
+		return storedImage{}, errgrpc.ToNative(err)
+	}
+	target := oci.DescriptorFromProto(r.GetImage().GetTarget())
+	content := proxy.NewContentStore(conn)
+	config, err := images.Config(ctx, content, target, platforms.Default())
+	if err != nil {
+		return storedImage{}, fmt.Errorf("manifest for %s: %w", platforms.DefaultString(), err)
+	}
+	diffIDs, err := images.RootFS(ctx, content, config)
+	if err != nil {
+		return storedImage{}, fmt.Errorf("image config: %w", err)
+	}
+	return storedImage{Digest: target.Digest.String(), ChainID: identity.ChainID(diffIDs).String()}, nil
+}
+
+func (s *grpcImageStore) SnapshotParent(ctx context.Context, snapshotter, key string) (string, error) {
+	ctx, conn, err := s.client(ctx)
+	if err != nil {
+		return "", err
+	}
+	r, err := snapshotsapi.NewSnapshotsClient(conn).Stat(ctx, &snapshotsapi.StatSnapshotRequest{Snapshotter: snapshotter, Key: key})
+	if err != nil {
+		return "", errgrpc.ToNative(err)
+	}
+	return r.GetInfo().GetParent(), nil
+}
