@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,7 +114,13 @@ func TestImagePolicy(t *testing.T) {
 			// it changes nothing, the container record's image is judged.
 			{handler: "img-allow", image: criNginxImage, extra: []string{"--annotation", "io.kubernetes.cri.image-name=" + criBusyboxImage},
 				refused: []string{`image "` + criNginxImage + `"`, "deny[0]"}},
-			{handler: "img-latest", image: criLatestImage, refused: []string{"gcr.io/k8s-staging-cri-tools/test-image-latest:latest",
+			// Pretending to be a pod's pause container changes nothing
+			// either: that is containerd's record, not an annotation.
+			{handler: "img-allow", image: criNginxImage, extra: []string{"--annotation", "io.kubernetes.cri.container-type=sandbox",
+				"--annotation", "io.kubernetes.cri.podsandbox.image-name=" + critestSandboxImage},
+				refused: []string{`image "` + criNginxImage + `"`, "deny[0]"}},
+			// ctr does not add :latest; CRI does (see the cri cases).
+			{handler: "img-latest", image: criLatestImage + ":latest", refused: []string{"gcr.io/k8s-staging-cri-tools/test-image-latest:latest",
 				"policy.images.deny_latest: tagged latest and not pinned by digest", `handler "img-latest"`}},
 			{handler: "img-latest", image: criBusyboxImage},
 			{handler: "img-digest", image: criBusyboxImage, refused: []string{"policy.images.require_digest: not pinned by digest", `handler "img-digest"`}},
@@ -160,9 +167,12 @@ func TestImagePolicy(t *testing.T) {
 		}{
 			{handler: "img-allow", image: criBusyboxImage},
 			{handler: "img-allow", image: criNginxImage, refused: `policy.images.deny[0] "registry.k8s.io/e2e-test-images/nginx:*"`},
+			{handler: "img-latest", image: criLatestImage, refused: "policy.images.deny_latest: no tag (latest) and not pinned by digest"},
+			{handler: "img-latest", image: criBusyboxImage},
 			{handler: "img-digest", image: criBusyboxImage, refused: "policy.images.require_digest"},
 			{handler: "img-digest", image: bbPinned},
 			{handler: "img-nopause", podRefused: `image "` + critestSandboxImage + `"`},
+			{handler: "img-allow", image: criLatestImage, refused: `policy.images.allow: matches none of ["registry.k8s.io/e2e-test-images/**"]`},
 		} {
 			name := c.handler + "-" + string(rune('a'+i))
 			podCfg := writeJSONFile(t, filepath.Join(dir, name+"-pod.json"), map[string]any{
@@ -170,6 +180,7 @@ func TestImagePolicy(t *testing.T) {
 				"log_directory": filepath.Join(dir, "logs", name),
 			})
 			podID, err := cri.run(ctx, "runp", "--runtime", c.handler, podCfg)
+			err = unquoted(err)
 			if c.podRefused != "" {
 				if err == nil || !strings.Contains(err.Error(), c.podRefused) || !strings.Contains(err.Error(), "sandbox") {
 					t.Errorf("%s: runp: %v, want a refusal naming %q", name, err, c.podRefused)
@@ -185,7 +196,9 @@ func TestImagePolicy(t *testing.T) {
 			}
 			ctrCfg := writeJSONFile(t, filepath.Join(dir, name+"-ctr.json"), map[string]any{
 				"metadata": map[string]any{"name": "app"},
-				"image":    map[string]any{"image": c.image},
+				// As kubelet sends it: the image as the pod spec wrote it,
+				// which containerd puts in the image-name annotation.
+				"image":    map[string]any{"image": c.image, "user_specified_image": c.image},
 				"command":  []string{"sleep", "3600"},
 				"log_path": "app.log",
 			})
@@ -193,6 +206,7 @@ func TestImagePolicy(t *testing.T) {
 			if err == nil {
 				_, err = cri.run(ctx, "start", ctrID)
 			}
+			err = unquoted(err)
 			switch {
 			case c.refused == "" && err != nil:
 				t.Errorf("%s: %v", name, err)
@@ -213,4 +227,12 @@ func TestImagePolicy(t *testing.T) {
 			}
 		}
 	})
+}
+
+// unquoted undoes the quoting crictl's log lines put on the error's quotes.
+func unquoted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), `\"`, `"`))
 }

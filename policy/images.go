@@ -125,7 +125,7 @@ func (p *imagePolicy) judge(ref ImageRef, digest string, sandbox bool) (allowedB
 			return "", fmt.Sprintf("deny[%d] %q", i, d.raw)
 		}
 	}
-	if sandbox && p.sandbox != nil {
+	if sandbox && p.cfg.SandboxAllow != nil {
 		for i, a := range p.sandbox {
 			if a.match(ref) {
 				return fmt.Sprintf("sandbox_allow[%d] %q", i, a.raw), ""

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -53,13 +54,16 @@ type imageStore interface {
 }
 
 // resolveImage finds out, from containerd, which image container id runs.
-// The reference it reports is the container record's image, or (CRI
-// leaves the record's empty) the CRI annotation; either is looked up in
-// the image store, and the container's root file system snapshot must
-// have been made from that image (same layer chain), so a name that is not
-// the container's image, forged in an annotation or in the record, is
-// refused rather than judged. Any failure is returned in Err: the image
-// control fails closed on it.
+// Candidates for the reference are the CRI annotation (the image as the pod
+// spec wrote it, which keeps a digest or a missing tag the user wrote) and
+// the container record's image (the image store name containerd made the
+// root file system from; ctr's image, or CRI's first name for the image).
+// Each is looked up in the image store, and the container's root file
+// system snapshot must have been made from that image (the same layer
+// chain): a name that is not the container's image, forged in an
+// annotation or in the record, is never what gets judged. The first that
+// passes is reported. Any failure is returned in Err: the image control
+// fails closed on it.
 func resolveImage(ctx context.Context, store imageStore, id string, spec *specs.Spec) *policy.ImageFacts {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -83,27 +87,16 @@ func resolveImage(ctx context.Context, store imageStore, id string, spec *specs.
 	if rec.CRISandbox {
 		annotation = criSandboxImageAnnotation
 	}
-	switch {
-	case rec.Image != "":
-		f.Requested, f.Source = rec.Image, "containerd container record"
-	case spec.Annotations[annotation] != "":
-		f.Requested, f.Source = spec.Annotations[annotation], "CRI annotation "+annotation+", checked against the container's snapshot"
-	default:
+	type candidate struct{ ref, source string }
+	var cands []candidate
+	if a := spec.Annotations[annotation]; a != "" {
+		cands = append(cands, candidate{a, "CRI annotation " + annotation + ", checked against the container's snapshot"})
+	}
+	if rec.Image != "" {
+		cands = append(cands, candidate{rec.Image, "containerd container record, checked against the container's snapshot"})
+	}
+	if len(cands) == 0 {
 		f.Err = "the container record names no image and the spec has no " + annotation + " annotation"
-		return f
-	}
-	name, err := policy.ImageStoreName(f.Requested)
-	if err != nil {
-		f.Err = err.Error()
-		return f
-	}
-	img, err := store.Image(ctx, name)
-	if errors.Is(err, errdefs.ErrNotFound) && name != f.Requested {
-		// A record written by a client that did not normalise.
-		img, err = store.Image(ctx, f.Requested)
-	}
-	if err != nil {
-		f.Err = fmt.Sprintf("image %q in containerd's image store: %v", name, err)
 		return f
 	}
 	parent, err := store.SnapshotParent(ctx, rec.Snapshotter, rec.SnapshotKey)
@@ -111,13 +104,44 @@ func resolveImage(ctx context.Context, store imageStore, id string, spec *specs.
 		f.Err = fmt.Sprintf("the container's snapshot %q (%s): %v", rec.SnapshotKey, rec.Snapshotter, err)
 		return f
 	}
-	if parent != img.ChainID {
-		f.Err = fmt.Sprintf("the container's root file system is not image %q: its snapshot's parent is %s, the image's layers are %s",
-			name, orDash(parent), img.ChainID)
+	var failed []string
+	for _, c := range cands {
+		digest, err := checkImage(ctx, store, c.ref, parent)
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		f.Requested, f.Source, f.Digest = c.ref, c.source, digest
+		if len(failed) > 0 {
+			f.Source += "; ignored: " + strings.Join(failed, "; ")
+		}
 		return f
 	}
-	f.Digest = img.Digest
+	f.Requested = cands[0].ref
+	f.Err = strings.Join(failed, "; ")
 	return f
+}
+
+// checkImage looks ref up in the image store and returns its digest if
+// the container's snapshot parent is that image's layer chain.
+func checkImage(ctx context.Context, store imageStore, ref, parent string) (string, error) {
+	name, err := policy.ImageStoreName(ref)
+	if err != nil {
+		return "", err
+	}
+	img, err := store.Image(ctx, name)
+	if errors.Is(err, errdefs.ErrNotFound) && name != ref {
+		// A record written by a client that did not normalise.
+		img, err = store.Image(ctx, ref)
+	}
+	if err != nil {
+		return "", fmt.Errorf("image %q in containerd's image store: %w", name, err)
+	}
+	if parent != img.ChainID {
+		return "", fmt.Errorf("the container's root file system is not image %q: its snapshot's parent is %s, the image's layers are %s",
+			ref, orDash(parent), img.ChainID)
+	}
+	return img.Digest, nil
 }
 
 func orDash(s string) string {

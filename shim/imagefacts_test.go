@@ -18,6 +18,7 @@ import (
 )
 
 const (
+	recordSource  = "containerd container record, checked against the container's snapshot"
 	digestAllowed = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 	digestDenied  = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 	chainAllowed  = "sha256:aaaa"
@@ -76,11 +77,12 @@ func newFakeStore() *fakeStore {
 			"ctr-unnormal": {Image: "app:1", Snapshotter: "overlayfs", SnapshotKey: "ctr-unnormal"},
 		},
 		images: map[string]storedImage{
-			"registry.example.com/app:1":       {Digest: digestAllowed, ChainID: chainAllowed},
-			"registry.example.com/bad/app:1":   {Digest: digestDenied, ChainID: chainDenied},
-			"registry.k8s.io/pause:3.10":       {Digest: digestAllowed, ChainID: "sha256:pause"},
-			"app:1":                            {Digest: digestAllowed, ChainID: chainAllowed},
-			"docker.io/library/app:1@" + "bad": {},
+			"registry.example.com/app@" + digestAllowed: {Digest: digestAllowed, ChainID: chainAllowed},
+			"registry.example.com/app:1":                {Digest: digestAllowed, ChainID: chainAllowed},
+			"registry.example.com/bad/app:1":            {Digest: digestDenied, ChainID: chainDenied},
+			"registry.k8s.io/pause:3.10":                {Digest: digestAllowed, ChainID: "sha256:pause"},
+			"app:1":                                     {Digest: digestAllowed, ChainID: chainAllowed},
+			"docker.io/library/app:1@" + "bad":          {},
 		},
 		parents: map[string]string{
 			"ctr-allowed": chainAllowed, "ctr-denied": chainDenied, "cri-app": chainAllowed,
@@ -99,10 +101,15 @@ func TestResolveImage(t *testing.T) {
 		err  string
 	}{
 		{id: "ctr-allowed", spec: &specs.Spec{}, want: policy.ImageFacts{Requested: "registry.example.com/app:1",
-			Source: "containerd container record", Digest: digestAllowed}},
+			Source: recordSource, Digest: digestAllowed}},
 		// A forged annotation on a ctr container: the record's image counts.
 		{id: "ctr-denied", spec: anno(criImageAnnotation, "registry.example.com/app:1"),
-			want: policy.ImageFacts{Requested: "registry.example.com/bad/app:1", Source: "containerd container record", Digest: digestDenied}},
+			want: policy.ImageFacts{Requested: "registry.example.com/bad/app:1", Digest: digestDenied,
+				Source: recordSource + `; ignored: the container's root file system is not image "registry.example.com/app:1": its snapshot's parent is sha256:dddd, the image's layers are sha256:aaaa`}},
+		// CRI writes both; the annotation keeps what the user wrote.
+		{id: "ctr-allowed", spec: anno(criImageAnnotation, "registry.example.com/app:1@"+digestAllowed),
+			want: policy.ImageFacts{Requested: "registry.example.com/app:1@" + digestAllowed, Digest: digestAllowed,
+				Source: "CRI annotation io.kubernetes.cri.image-name, checked against the container's snapshot"}},
 		{id: "ctr-rootfs", spec: &specs.Spec{}, want: policy.ImageFacts{Rootfs: true}},
 		// CRI: the record has no image; the annotation is checked against
 		// the snapshot.
@@ -122,7 +129,7 @@ func TestResolveImage(t *testing.T) {
 		{id: "cri-app", spec: anno(criImageAnnotation, "sha256:"+strings.Repeat("a", 64)), err: "image ID"},
 		{id: "gone", spec: &specs.Spec{}, err: "container record \"gone\""},
 		// A name as the client wrote it, not normalised, is found as such.
-		{id: "ctr-unnormal", spec: &specs.Spec{}, want: policy.ImageFacts{Requested: "app:1", Source: "containerd container record", Digest: digestAllowed}},
+		{id: "ctr-unnormal", spec: &specs.Spec{}, want: policy.ImageFacts{Requested: "app:1", Source: recordSource, Digest: digestAllowed}},
 	} {
 		got := resolveImage(context.Background(), store, c.id, c.spec)
 		if c.err != "" {
