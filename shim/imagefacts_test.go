@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/palisade-runtime/palisade/policy"
@@ -197,6 +199,10 @@ backend = "runsc"
 	}
 	ctx := context.Background()
 	store := newFakeStore()
+	l := log.L.Logger
+	out := l.Out
+	l.SetOutput(io.Discard) // the per-container info line
+	t.Cleanup(func() { l.SetOutput(out) })
 
 	_, err = enforceBundle(ctx, state("pinned", store), "ctr-denied", bundle(t, map[string]string{criImageAnnotation: "registry.example.com/app:1"}))
 	if !errors.Is(err, errdefs.ErrPermissionDenied) {
