@@ -228,6 +228,9 @@ if want p1; then
 	echo "  palisade-strict/palisade-open  $(ratio "$(median p1 palisade-strict)" "$(median p1 palisade-open)")  (P3, target <= 1.02)"
 	echo "  raw-runsc-floor/raw-runsc      $(ratio "$(median p1 raw-runsc-floor)" "$(median p1 raw-runsc)")  (the floor's cost in runsc alone)"
 	echo "  palisade-image-policy/palisade-image  $(ratio "$(median p1 palisade-image-policy)" "$(median p1 palisade-image)")  (an image policy's cost: the lookup in containerd)"
+	# The lookup itself, as the shim times it (the line each container gets).
+	grep -o 'image_lookup_ms=[0-9.]*' "$work/containerd.log" | cut -d= -f2 | while read -r v; do sample p1-image-lookup palisade-image-policy "$v"; done
+	table p1-image-lookup ms palisade-image-policy
 fi
 
 # P5: exec into a running container, one per runtime.

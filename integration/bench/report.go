@@ -204,6 +204,10 @@ func (r *report) p1() {
 	r.pair("p1", "palisade", "raw-runsc", " (what containerd, ctr and the shim add to runsc itself)")
 	r.pair("p1", "palisade", "palisade-open", " (the cost of the floor)")
 	r.pair("p1", "palisade-image-policy", "palisade-image", " (the cost of an image policy: the lookup in containerd)")
+	if l := r.s.summary("p1-image-lookup", "palisade-image-policy"); l.n > 0 {
+		r.f("- the lookup itself, as the shim times it (containerd's container record, image store, content and snapshot): median %s ms, %s–%s, %d containers\n",
+			num(l.median, 2), num(l.min, 2), num(l.max, 2), l.n)
+	}
 	r.f("\n")
 }
 
