@@ -194,7 +194,7 @@ func (imageControl) enforce(w *work) (Control, error) {
 		o.refuse("image: not resolved by the shim")
 	case f.Err != "":
 		c.Requested = orNone(f.Requested)
-		o.refuse("image %s: containerd could not tell what it is: %s", quoteOrNone(f.Requested), f.Err)
+		o.refuse("image %s: not confirmed by containerd: %s", quoteOrNone(f.Requested), f.Err)
 	case f.Rootfs:
 		c.Requested = "none (root file system from a directory)"
 		c.Effective = "no image"

@@ -220,7 +220,7 @@ backend = "runsc"
 	down := newFakeStore()
 	down.down = errors.New("connection refused")
 	_, err = enforceBundle(ctx, state("pinned", down), "ctr-allowed", bundle(t, nil))
-	if err == nil || !strings.Contains(err.Error(), "containerd could not tell") || !strings.Contains(err.Error(), "connection refused") {
+	if err == nil || !strings.Contains(err.Error(), "not confirmed by containerd") || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("containerd down: %v, want a refusal", err)
 	}
 
