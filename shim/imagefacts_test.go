@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -256,5 +257,24 @@ backend = "runsc"
 	}
 	if len(store.asked) != asked {
 		t.Errorf("a handler without an image policy asked containerd: %q", store.asked[asked:])
+	}
+}
+
+// TestResolveImageContainerdUnreachable: the real client, with no
+// containerd behind the address, fails fast and closed.
+func TestResolveImageContainerdUnreachable(t *testing.T) {
+	for _, addr := range []string{filepath.Join(t.TempDir(), "no-containerd.sock"), ""} {
+		store := newGRPCImageStore(addr, "default")
+		start := time.Now()
+		got := resolveImage(context.Background(), store, "c1", &specs.Spec{})
+		if got.Err == "" || got.Digest != "" {
+			t.Errorf("address %q: %+v, want an error", addr, got)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("address %q: took %v", addr, d)
+		}
+		if err := store.Close(); err != nil {
+			t.Error(err)
+		}
 	}
 }
