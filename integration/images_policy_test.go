@@ -39,6 +39,10 @@ var imageHandlers = map[string]map[string]any{
 	// No sandbox_allow: the pause image is judged like any other, and
 	// matches no allow pattern.
 	"img-nopause": {"allow": []string{"registry.k8s.io/e2e-test-images/**"}},
+	// img-allow on the delegate (containerd-shim-runc-v2 and runc): the
+	// control is the shim's, whatever the backend.
+	"img-allow-runc": {"allow": []string{"registry.k8s.io/e2e-test-images/**"},
+		"deny": []string{"registry.k8s.io/e2e-test-images/nginx:*"}},
 }
 
 // k8sCtr runs ctr in CRI's namespace, where crictl pulled the images.
@@ -57,7 +61,7 @@ func k8sCtr(ctx context.Context, t testing.TB, e *containerdEnv, args ...string)
 }
 
 func TestImagePolicy(t *testing.T) {
-	requireIntegration(t, "runsc", "crictl")
+	requireIntegration(t, "runsc", "crictl", "containerd-shim-runc-v2", "runc")
 	dir, err := os.MkdirTemp("/tmp", "pal-images-")
 	if err != nil {
 		t.Fatal(err)
@@ -67,13 +71,17 @@ func TestImagePolicy(t *testing.T) {
 	net := newCritestNet(t, dir)
 	hosts := startMirror(t, net, layout, dir)
 	configs := map[string]string{}
-	env := startContainerdFor(t, runtimeUnderTest{Name: "images", NeedsPalisade: true, Tools: []string{"runsc"}},
+	env := startContainerdFor(t, runtimeUnderTest{Name: "images", NeedsPalisade: true, Tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}},
 		containerdOpts{
 			CRI: true,
 			CRIRuntimesFor: func(e *containerdEnv) []criRuntime {
 				var rs []criRuntime
 				for name, images := range imageHandlers {
-					rt := floorRuntime(t, e, "runsc", name, "", map[string]any{"images": images})
+					backend := "runsc"
+					if strings.HasSuffix(name, "-runc") {
+						backend = "runc"
+					}
+					rt := floorRuntime(t, e, backend, name, "", map[string]any{"images": images})
 					configs[name] = rt.ConfigPath
 					rs = append(rs, criRuntime{Name: name, Type: palisadeRuntimeType,
 						Options: map[string]any{"handler": name, "config_path": rt.ConfigPath}})
@@ -128,6 +136,8 @@ func TestImagePolicy(t *testing.T) {
 			// --rootfs: a directory, no image.
 			{handler: "img-allow", image: "", refused: []string{"allow_rootfs = false", `handler "img-allow"`}},
 			{handler: "img-rootfs", image: ""},
+			{handler: "img-allow-runc", image: criBusyboxImage},
+			{handler: "img-allow-runc", image: criNginxImage, refused: []string{`image "` + criNginxImage + `"`, "deny[0]", `handler "img-allow-runc"`}},
 		} {
 			id := "img-ctr-" + string(rune('a'+i))
 			args := []string{"run", "--rm", "--fifo-dir", env.FIFODir, "--env", containerPATH,
