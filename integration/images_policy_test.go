@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +173,8 @@ func TestImagePolicy(t *testing.T) {
 		}
 	})
 
+	defer logLookupTimes(t, env)
+
 	t.Run("cri", func(t *testing.T) {
 		for i, c := range []struct {
 			handler, image string
@@ -237,6 +243,31 @@ func TestImagePolicy(t *testing.T) {
 			}
 		}
 	})
+}
+
+// logLookupTimes logs what the image lookups cost, as the shim timed them
+// in containerd's log (image_lookup_ms), for the issue's cost note.
+func logLookupTimes(t *testing.T, e *containerdEnv) {
+	data, err := os.ReadFile(e.LogPath)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	var ms []float64
+	var each []string
+	for _, m := range regexp.MustCompile(`handler=([a-z-]+) id=(\S{1,12})\S* image_lookup_ms=([0-9.]+)`).FindAllSubmatch(data, -1) {
+		if v, err := strconv.ParseFloat(string(m[3]), 64); err == nil {
+			ms = append(ms, v)
+			each = append(each, fmt.Sprintf("%s %s %.2f", m[1], m[2], v))
+		}
+	}
+	t.Logf("image lookups (handler, container, ms), in order:\n%s", strings.Join(each, "\n"))
+	if len(ms) == 0 {
+		t.Error("no image_lookup_ms in containerd's log")
+		return
+	}
+	slices.Sort(ms)
+	t.Logf("image lookups: %d, median %.2f ms, min %.2f, max %.2f", len(ms), ms[len(ms)/2], ms[0], ms[len(ms)-1])
 }
 
 // unquoted undoes the quoting crictl's log lines put on the error's quotes.

@@ -99,19 +99,39 @@ func resolveImage(ctx context.Context, store imageStore, id string, spec *specs.
 		f.Err = "the container record names no image and the spec has no " + annotation + " annotation"
 		return f
 	}
-	parent, err := store.SnapshotParent(ctx, rec.Snapshotter, rec.SnapshotKey)
-	if err != nil {
-		f.Err = fmt.Sprintf("the container's snapshot %q (%s): %v", rec.SnapshotKey, rec.Snapshotter, err)
-		return f
+	// The snapshot's parent is asked for while the first candidate is
+	// looked up: the two are the longest part of the lookup.
+	type parentResult struct {
+		parent string
+		err    error
 	}
+	parentCh := make(chan parentResult, 1)
+	go func() {
+		p, err := store.SnapshotParent(ctx, rec.Snapshotter, rec.SnapshotKey)
+		parentCh <- parentResult{p, err}
+	}()
+	var parent *parentResult
 	var failed []string
 	for _, c := range cands {
-		digest, err := checkImage(ctx, store, c.ref, parent)
+		img, name, err := lookupImage(ctx, store, c.ref)
+		if parent == nil {
+			r := <-parentCh
+			parent = &r
+		}
+		if parent.err != nil {
+			f.Requested = c.ref
+			f.Err = fmt.Sprintf("the container's snapshot %q (%s): %v", rec.SnapshotKey, rec.Snapshotter, parent.err)
+			return f
+		}
+		if err == nil && parent.parent != img.ChainID {
+			err = fmt.Errorf("the container's root file system is not image %q: its snapshot's parent is %s, the image's layers are %s",
+				name, orDash(parent.parent), img.ChainID)
+		}
 		if err != nil {
 			failed = append(failed, err.Error())
 			continue
 		}
-		f.Requested, f.Source, f.Digest = c.ref, c.source, digest
+		f.Requested, f.Source, f.Digest = c.ref, c.source, img.Digest
 		if len(failed) > 0 {
 			f.Source += "; ignored: " + strings.Join(failed, "; ")
 		}
@@ -122,12 +142,12 @@ func resolveImage(ctx context.Context, store imageStore, id string, spec *specs.
 	return f
 }
 
-// checkImage looks ref up in the image store and returns its digest if
-// the container's snapshot parent is that image's layer chain.
-func checkImage(ctx context.Context, store imageStore, ref, parent string) (string, error) {
+// lookupImage finds ref in the image store under the name containerd
+// gives it, or as written.
+func lookupImage(ctx context.Context, store imageStore, ref string) (storedImage, string, error) {
 	name, err := policy.ImageStoreName(ref)
 	if err != nil {
-		return "", err
+		return storedImage{}, ref, err
 	}
 	img, err := store.Image(ctx, name)
 	if errors.Is(err, errdefs.ErrNotFound) && name != ref {
@@ -135,13 +155,9 @@ func checkImage(ctx context.Context, store imageStore, ref, parent string) (stri
 		img, err = store.Image(ctx, ref)
 	}
 	if err != nil {
-		return "", fmt.Errorf("image %q in containerd's image store: %w", name, err)
+		return storedImage{}, name, fmt.Errorf("image %q in containerd's image store: %w", name, err)
 	}
-	if parent != img.ChainID {
-		return "", fmt.Errorf("the container's root file system is not image %q: its snapshot's parent is %s, the image's layers are %s",
-			ref, orDash(parent), img.ChainID)
-	}
-	return img.Digest, nil
+	return img, name, nil
 }
 
 func orDash(s string) string {

@@ -93,6 +93,16 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 	if err != nil {
 		return nil, invalid(fmt.Errorf("handlers.%s.%w", name, err))
 	}
+	var images *grpcImageStore
+	if floor.HasImagePolicy() {
+		images = newGRPCImageStore(s.env.GRPCAddress, s.env.Namespace)
+		if s.env.Shutdown != nil {
+			s.env.Shutdown.RegisterCallback(func(context.Context) error { return images.Close() })
+		}
+		// Connecting is most of the first lookup's cost: it starts now,
+		// while the backend is made ready.
+		images.Connect()
+	}
 	env := s.env
 	profile, missing := hostProfile(ctx, h.Policy.AppArmor, apparmor.DefaultHost(), true)
 	env.HostProfile = profile
@@ -101,12 +111,8 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 		return nil, fmt.Errorf("handler %s: %w", name, err)
 	}
 	st := &handlerState{name: name, handler: h, backend: b, floor: floor}
-	if floor.HasImagePolicy() {
-		store := newGRPCImageStore(s.env.GRPCAddress, s.env.Namespace)
-		if s.env.Shutdown != nil {
-			s.env.Shutdown.RegisterCallback(func(context.Context) error { return store.Close() })
-		}
-		st.images = store
+	if images != nil {
+		st.images = images
 	}
 	st.support = b.Support()
 	st.support.Host = cfg.HostDirs()
