@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 const (
@@ -253,6 +256,57 @@ func FuzzParseImageRef(f *testing.F) {
 		}
 		if _, err := ImageStoreName(s); err != nil {
 			t.Fatalf("ParseImageRef accepts %q, ImageStoreName does not: %v", s, err)
+		}
+	})
+}
+
+// FuzzImageControlFailsClosed states the image control's promise over any
+// facts the edge might report: a container runs only when containerd
+// confirmed an image (or none, with allow_rootfs) and that image passes
+// every rule; nothing the facts say can turn a refusal into a run.
+func FuzzImageControlFailsClosed(f *testing.F) {
+	f.Add("registry.example.com/app@"+dgA, dgA, false, false, "", false)
+	f.Add("registry.example.com/app:1", dgB, false, false, "", true)
+	f.Add("registry.k8s.io/pause:3.10", dgA, false, true, "", false)
+	f.Add("", "", true, false, "", true)
+	f.Add("registry.example.com/app@"+dgA, dgA, false, false, "connection refused", false)
+	f.Add("registry.example.com/bad/app@"+dgA, dgA, false, false, "", false)
+	cfg := Config{Images: ImagesConfig{Allow: []string{"registry.example.com/**"}, Deny: []string{"registry.example.com/bad/**"},
+		RequireDigest: true, Digests: []string{dgB}, DenyLatest: true, SandboxAllow: []string{"registry.k8s.io/pause:*"}}}
+	floor, err := NewFloor(cfg, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, requested, digest string, rootfs, sandbox bool, why string, nilFacts bool) {
+		s := Support{Backend: "test"}
+		if !nilFacts {
+			s.Image = &ImageFacts{Requested: requested, Digest: digest, Rootfs: rootfs, Sandbox: sandbox, Err: why}
+		}
+		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+			{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace}}}}
+		_, err := enforce(spec, floor, s, "amd64")
+		if err != nil {
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("not a refusal: %v", err)
+			}
+			return
+		}
+		{
+			ref, perr := ParseImageRef(requested)
+			switch {
+			case nilFacts || why != "" || rootfs:
+				t.Fatalf("ran with facts %+v (nil %v)", s.Image, nilFacts)
+			case perr != nil:
+				t.Fatalf("ran an unparsable reference %q", requested)
+			case strings.HasPrefix(ref.Path, "bad/"):
+				t.Fatalf("ran denied %s", ref)
+			case sandbox && !(ref.Domain == "registry.k8s.io" && ref.Path == "pause" && ref.Tag != ""):
+				t.Fatalf("ran sandbox image %s", ref)
+			case !sandbox && (ref.Domain != "registry.example.com" || ref.Latest() ||
+				!(ref.Digest != "" && ref.Digest == digest || digest == dgB)):
+				t.Fatalf("ran %s with digest %q", ref, digest)
+			}
 		}
 	})
 }
