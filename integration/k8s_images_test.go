@@ -43,80 +43,47 @@ func TestKubernetesImagePolicy(t *testing.T) {
 	c := startCluster(t, imagesHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	kubectl := kubectlFunc(t, ctx, c)
+	k := &kube{t: t, c: c, ctx: ctx}
 	digest, err := criimages.Digest(critestImages(t), criBusyboxImage)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods := `apiVersion: v1
+	pod := func(name, handler, image string) string {
+		return `apiVersion: v1
 kind: Pod
-metadata: {name: img-allowed}
+metadata: {name: ` + name + `}
 spec:
-  runtimeClassName: gvisor-images
+  runtimeClassName: ` + handler + `
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
-    image: registry.k8s.io/e2e-test-images/busybox:1.29-2
-    command: ["sleep", "3600"]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: img-denied}
-spec:
-  runtimeClassName: gvisor-images
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: registry.k8s.io/e2e-test-images/nginx:1.14-2
----
-apiVersion: v1
-kind: Pod
-metadata: {name: img-pinned}
-spec:
-  runtimeClassName: gvisor-pinned
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: registry.k8s.io/e2e-test-images/busybox@` + digest.String() + `
-    command: ["sleep", "3600"]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: img-unpinned}
-spec:
-  runtimeClassName: gvisor-pinned
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: ` + criBusyboxImage + `
+    image: ` + image + `
     command: ["sleep", "3600"]
 `
-	if _, err := c.KubectlStdin(ctx, []byte(pods), "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
 	}
-	defer kubectl("delete", "pod", "img-allowed", "img-denied", "img-pinned", "img-unpinned", "--ignore-not-found", "--wait", "--timeout=3m")
-	for _, pod := range []string{"img-allowed", "img-pinned"} {
-		if _, err := c.Kubectl(ctx, "wait", "--for=condition=Ready", "pod/"+pod, "--timeout=5m"); err != nil {
-			desc, _ := c.Kubectl(ctx, "describe", "pod", pod)
-			t.Fatalf("%s not Ready: %v\n%s", pod, err, desc)
-		}
-	}
-	for pod, want := range map[string][]string{
-		"img-denied": {`handler "gvisor-images"`, `image "registry.k8s.io/e2e-test-images/nginx:1.14-2"`,
+	k.apply(strings.Join([]string{
+		pod("img-allowed", "gvisor-images", criBusyboxImage),
+		pod("img-denied", "gvisor-images", criNginxImage),
+		pod("img-pinned", "gvisor-pinned", "registry.k8s.io/e2e-test-images/busybox@"+digest.String()),
+		pod("img-unpinned", "gvisor-pinned", criBusyboxImage),
+	}, "---\n"))
+	defer k.run("delete", "pod", "img-allowed", "img-denied", "img-pinned", "img-unpinned", "--ignore-not-found", "--wait", "--timeout=3m")
+	k.waitReady("img-allowed")
+	k.waitReady("img-pinned")
+	for name, want := range map[string][]string{
+		"img-denied": {`handler "gvisor-images"`, `image "` + criNginxImage + `"`,
 			`refused by policy.images.deny[0] "registry.k8s.io/e2e-test-images/nginx:*"`},
 		"img-unpinned": {`handler "gvisor-pinned"`, `image "` + criBusyboxImage + `"`,
 			"refused by policy.images.require_digest: not pinned by digest"},
 	} {
-		for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(2 * time.Second) {
-			desc, _ := c.Kubectl(ctx, "describe", "pod", pod)
-			state := kubectl("get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}")
-			if containsAll(string(desc), want) && strings.HasPrefix(state, "RunContainerError") && containsAll(state, want) {
-				t.Logf("%s: %s", pod, state)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: want RunContainerError naming %q; state %q; describe:\n%s", pod, want, state, desc)
-			}
+		w := k.waitWaiting(name, "RunContainerError")
+		if !containsAll(w.Message, want) {
+			t.Errorf("%s: RunContainerError %q lacks %q", name, w.Message, want)
 		}
+		// What kubectl describe pod shows, as a user reads it.
+		if desc := k.run("describe", "pod", name); !containsAll(desc, want) {
+			t.Errorf("%s: describe lacks %q:\n%s", name, want, desc)
+		}
+		t.Logf("%s: %s", name, w.Message)
 	}
 }
