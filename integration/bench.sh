@@ -9,6 +9,10 @@
 #         palisade           Palisade + runsc, the shipped gvisor floor
 #         palisade-strict    the shipped gvisor-strict floor (P3)
 #         palisade-open      a handler with no floor
+#         palisade-image     the gvisor floor, the same files as an image
+#                            (imported, localhost/palisade-bench/busybox:1)
+#         palisade-image-policy  the same with an image policy (issue 17):
+#                            against palisade-image, the containerd lookup
 #         runcshim-runsc     containerd-shim-runc-v2 driving the same runsc
 #         runcshim-runsc-rd  the same with containerd's default seccomp
 #                            profile and runsc --oci-seccomp (a wrapper:
@@ -163,6 +167,10 @@ mkrootfs() { # dir: a busybox rootfs
 }
 mkrootfs "$rootfs"
 
+# P1's image rows run the same files from an image.
+bench_image=localhost/palisade-bench/busybox:1
+"$prep" image "$rootfs" "$work/image.tar" "$bench_image"
+
 # The raw runsc bundle: the same rootfs, /bin/true, no terminal.
 mkdir -p "$work/bundle"
 (cd "$work/bundle" && runc spec)
@@ -173,6 +181,7 @@ chmod +x "$work/runsc-oci-seccomp"
 containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
 cpid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+$C images import "$work/image.tar" >/dev/null
 
 pal() { echo --runtime io.containerd.palisade.v2 --runtime-config-path "$work/$1.toml"; }
 peer="--runc-binary $tools/runsc --runc-root $work/runsc-peer"
@@ -191,13 +200,15 @@ run_p1() { # name id
 	palisade) $C run --rm $(pal gvisor) --rootfs "$rootfs" "$2" /bin/true ;;
 	palisade-strict) $C run --rm $(pal strict) "${strict_flags[@]}" --rootfs "$rootfs" "$2" /bin/true ;;
 	palisade-open) $C run --rm $(pal open) --rootfs "$rootfs" "$2" /bin/true ;;
+	palisade-image) $C run --rm $(pal gvisor) "$bench_image" "$2" /bin/true ;;
+	palisade-image-policy) $C run --rm $(pal images) "$bench_image" "$2" /bin/true ;;
 	runcshim-runsc) $C run --rm $peer --rootfs "$rootfs" "$2" /bin/true ;;
 	runcshim-runsc-rd) $C run --rm --seccomp --runc-binary "$work/runsc-oci-seccomp" --runc-root "$work/runsc-peer" --rootfs "$rootfs" "$2" /bin/true ;;
 	raw-runsc) runsc --root "$work/runsc-raw" run --bundle "$work/bundle" "$2" ;;
 	raw-runsc-floor) runsc --root "$work/runsc-raw" --oci-seccomp run --bundle "$work/bundle-floor" "$2" ;;
 	esac
 }
-p1_names="palisade palisade-strict palisade-open runcshim-runsc runcshim-runsc-rd raw-runsc raw-runsc-floor"
+p1_names="palisade palisade-strict palisade-open palisade-image palisade-image-policy runcshim-runsc runcshim-runsc-rd raw-runsc raw-runsc-floor"
 if want p1; then
 	# raw-runsc-floor's bundle: the raw bundle with what Palisade enforced
 	# on a container of the palisade row (its config.json in the bundle).
@@ -216,6 +227,10 @@ if want p1; then
 	echo "  palisade/runcshim-runsc-rd     $(ratio "$(median p1 palisade)" "$(median p1 runcshim-runsc-rd)")  (both with a default seccomp profile)"
 	echo "  palisade-strict/palisade-open  $(ratio "$(median p1 palisade-strict)" "$(median p1 palisade-open)")  (P3, target <= 1.02)"
 	echo "  raw-runsc-floor/raw-runsc      $(ratio "$(median p1 raw-runsc-floor)" "$(median p1 raw-runsc)")  (the floor's cost in runsc alone)"
+	echo "  palisade-image-policy/palisade-image  $(ratio "$(median p1 palisade-image-policy)" "$(median p1 palisade-image)")  (an image policy's cost: the lookup in containerd)"
+	# The lookup itself, as the shim times it (the line each container gets).
+	grep -o 'image_lookup_ms=[0-9.]*' "$work/containerd.log" | cut -d= -f2 | while read -r v; do sample p1-image-lookup palisade-image-policy "$v"; done
+	table p1-image-lookup ms palisade-image-policy
 fi
 
 # P5: exec into a running container, one per runtime.

@@ -25,6 +25,8 @@ var (
 		{"palisade", "Palisade + runsc, the shipped `gvisor` floor (runtime-default seccomp, capability ceiling, no_new_privs)"},
 		{"palisade-strict", "Palisade + runsc, the shipped `gvisor-strict` floor (refuse mode, 7 capabilities), AppArmor left out"},
 		{"palisade-open", "Palisade + runsc, no floor"},
+		{"palisade-image", "Palisade + runsc, the `gvisor` floor, the same files as an imported image instead of a directory"},
+		{"palisade-image-policy", "the same with an image policy (allow, deny, deny_latest): the shim asks containerd about the image"},
 		{"runcshim-runsc", "containerd-shim-runc-v2 driving the same runsc (the peer)"},
 		{"runcshim-runsc-rd", "the peer with containerd's default seccomp profile and `runsc --oci-seccomp`"},
 		{"raw-runsc", "`runsc run` of the same bundle, no containerd (the floor)"},
@@ -43,6 +45,7 @@ var (
 		{"palisade", "Palisade: pod sandbox + a busybox container (`sleep`)"},
 		{"palisade-tty", "Palisade: the same with a terminal"},
 		{"palisade-nofloor", "Palisade without a floor: pod sandbox + a busybox container"},
+		{"palisade-images", "Palisade (`gvisor` floor) with an image policy: pod sandbox + a busybox container, both images checked"},
 	}
 	p5Series = []series{
 		{"palisade", "Palisade, the `gvisor` floor (the exec's process passes through it)"},
@@ -200,6 +203,11 @@ func (r *report) p1() {
 	r.pair("p1", "palisade", "runcshim-runsc-rd", " (both with a default seccomp profile in force)")
 	r.pair("p1", "palisade", "raw-runsc", " (what containerd, ctr and the shim add to runsc itself)")
 	r.pair("p1", "palisade", "palisade-open", " (the cost of the floor)")
+	r.pair("p1", "palisade-image-policy", "palisade-image", " (the cost of an image policy: the lookup in containerd)")
+	if l := r.s.summary("p1-image-lookup", "palisade-image-policy"); l.n > 0 {
+		r.f("- the lookup itself, as the shim times it (containerd's container record, image store, content and snapshot): median %s ms, %s–%s, %d containers\n",
+			num(l.median, 2), num(l.min, 2), num(l.max, 2), l.n)
+	}
 	r.f("\n")
 }
 
@@ -287,6 +295,7 @@ func (r *report) p4() {
 	}
 	r.f("\n")
 	r.pair("p4-wall", "palisade-sandbox", "runcshim-runsc-sandbox", " (time until all run)")
+	r.pair("p4-wall", "palisade-images", "palisade", " (time until all run: the cost of an image policy)")
 	r.pair("p4-wall", "palisade-sandbox", "runcshim-runsc-rd-sandbox", " (time until all run, both with a default seccomp profile in force)")
 	r.pair("p4-wall", "palisade-nofloor-sandbox", "runcshim-runsc-sandbox", " (time until all run, neither with seccomp)")
 	r.pair("p4-teardown", "palisade-sandbox", "runcshim-runsc-sandbox", " (removal)")

@@ -154,3 +154,28 @@ func TestInspectPod(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectImageControl: the image control of a handler with an image
+// policy (policy's golden output) shows the reference, where it came from,
+// containerd's digest and the rules that let it through.
+func TestInspectImageControl(t *testing.T) {
+	record, err := os.ReadFile("../../../../policy/testdata/golden/image-pinned-allowed/want-decision.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := stateWithRecord(t, "k8s.io", "c1", string(record))
+	code, out, stderr := runCtl(t, env{}, "inspect", "--namespace", "k8s.io", "--state", state, "c1")
+	if code != 0 {
+		t.Fatalf("status %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"image                  requested    registry.example.com/team/app:1.2@sha256:5555",
+		"(CRI annotation io.kubernetes.cri.image-name, checked against the container's snapshot)",
+		"effective    registry.example.com/team/app:1.2@sha256:5555",
+		`allowed by allow[0] "registry.example.com/**", deny_latest (tag 1.2), require_digest (pinned by digest)`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
