@@ -76,7 +76,7 @@ install: build ## install the shim and palisadectl, config.toml into /etc/palisa
 demo: build tools ## start a private containerd and run a container under Palisade on gVisor
 	bash integration/demo.sh
 
-bench: build tools critest-tools ## P1-P5 against containerd-shim-runc-v2 driving runsc, into docs/benchmarks.md (root, ~10 min)
+bench: build tools critest-tools kube-tools ## P1-P7: Palisade against containerd-shim-runc-v2 driving runsc (P7: against runc), into docs/benchmarks.md (root, ~20 min)
 	bash integration/bench.sh
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10m) each

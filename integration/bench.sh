@@ -9,6 +9,10 @@
 #         palisade           Palisade + runsc, the shipped gvisor floor
 #         palisade-strict    the shipped gvisor-strict floor (P3)
 #         palisade-open      a handler with no floor
+#         palisade-image     the gvisor floor, the same files as an image
+#                            (imported, localhost/palisade-bench/busybox:1)
+#         palisade-image-policy  the same with an image policy (issue 17):
+#                            against palisade-image, the containerd lookup
 #         runcshim-runsc     containerd-shim-runc-v2 driving the same runsc
 #         runcshim-runsc-rd  the same with containerd's default seccomp
 #                            profile and runsc --oci-seccomp (a wrapper:
@@ -25,14 +29,19 @@
 #       create, start), then removed; the leak check after (a go test,
 #       integration/bench_density_test.go).
 #   P5  exec latency: `ctr task exec` of /bin/true into a running container.
-#   and runtime monitoring on against off (P1, P5, an exec-and-open loop, and
-#   the points per second the receiver takes, with the dropped count).
+#   P7  pod start through a real kubelet: K8S_PODS pods created at once on the
+#       cluster of package k8s, until all are Ready, per RuntimeClass (gvisor,
+#       runc; the runc shim cannot run runsc pods), K8S_ROUNDS rounds (a go test,
+#       integration/bench_k8s_test.go).
+#   runtime monitoring on against off (P1, P5, an exec-and-open loop, and the
+#   points per second the receiver takes, with the dropped count),
 #   and the shim v2 delegate (backend = "shim") against containerd-shim-runc-v2.
 #
 # Knobs: ROUNDS (P1, default 15), EXEC_ROUNDS (P5, default 2*ROUNDS),
 # MEM_ROUNDS (P2, default 3), PODS (P4, default 50), POD_ROUNDS (P4, default
-# 2), BENCH_OUT (default docs/), BENCH_DATA (a directory that keeps the raw
-# samples), BENCH_SKIP (comma list of p1 p2 p3 p4 p5 delegate, to develop
+# 2), K8S_PODS (P7, default 20), K8S_ROUNDS (P7, default 5), BENCH_OUT
+# (default docs/), BENCH_DATA (a directory that keeps the raw samples),
+# BENCH_SKIP (comma list of p1 p2 p3 p4 p5 p7 delegate monitor, to develop
 # one part). On a shared machine only ratios from one run mean much; the
 # report records the load average before and after.
 set -euo pipefail
@@ -44,6 +53,8 @@ exec_rounds=${EXEC_ROUNDS:-$((2 * rounds))}
 mem_rounds=${MEM_ROUNDS:-3}
 pods=${PODS:-50}
 pod_rounds=${POD_ROUNDS:-2}
+k8s_pods=${K8S_PODS:-20}
+k8s_rounds=${K8S_ROUNDS:-5}
 out=${BENCH_OUT:-$repo/docs}
 skip=",${BENCH_SKIP:-},"
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root" >&2; exit 1; }
@@ -65,7 +76,7 @@ started=$(date +%s)
 
 sample() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$samples"; } # metric series value
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$data/meta.tsv"; }
-meta command "ROUNDS=$rounds EXEC_ROUNDS=$exec_rounds MEM_ROUNDS=$mem_rounds PODS=$pods POD_ROUNDS=$pod_rounds${BENCH_SKIP:+ BENCH_SKIP=$BENCH_SKIP} bash integration/bench.sh"
+meta command "ROUNDS=$rounds EXEC_ROUNDS=$exec_rounds MEM_ROUNDS=$mem_rounds PODS=$pods POD_ROUNDS=$pod_rounds K8S_PODS=$k8s_pods K8S_ROUNDS=$k8s_rounds${BENCH_SKIP:+ BENCH_SKIP=$BENCH_SKIP} bash integration/bench.sh"
 meta loadavg_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 meta palisade "$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
@@ -158,6 +169,10 @@ mkrootfs() { # dir: a busybox rootfs
 }
 mkrootfs "$rootfs"
 
+# P1's image rows run the same files from an image.
+bench_image=localhost/palisade-bench/busybox:1
+"$prep" image "$rootfs" "$work/image.tar" "$bench_image"
+
 # The raw runsc bundle: the same rootfs, /bin/true, no terminal.
 mkdir -p "$work/bundle"
 (cd "$work/bundle" && runc spec)
@@ -168,6 +183,7 @@ chmod +x "$work/runsc-oci-seccomp"
 containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
 cpid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+$C images import "$work/image.tar" >/dev/null
 
 pal() { echo --runtime io.containerd.palisade.v2 --runtime-config-path "$work/$1.toml"; }
 peer="--runc-binary $tools/runsc --runc-root $work/runsc-peer"
@@ -186,13 +202,15 @@ run_p1() { # name id
 	palisade) $C run --rm $(pal gvisor) --rootfs "$rootfs" "$2" /bin/true ;;
 	palisade-strict) $C run --rm $(pal strict) "${strict_flags[@]}" --rootfs "$rootfs" "$2" /bin/true ;;
 	palisade-open) $C run --rm $(pal open) --rootfs "$rootfs" "$2" /bin/true ;;
+	palisade-image) $C run --rm $(pal gvisor) "$bench_image" "$2" /bin/true ;;
+	palisade-image-policy) $C run --rm $(pal images) "$bench_image" "$2" /bin/true ;;
 	runcshim-runsc) $C run --rm $peer --rootfs "$rootfs" "$2" /bin/true ;;
 	runcshim-runsc-rd) $C run --rm --seccomp --runc-binary "$work/runsc-oci-seccomp" --runc-root "$work/runsc-peer" --rootfs "$rootfs" "$2" /bin/true ;;
 	raw-runsc) runsc --root "$work/runsc-raw" run --bundle "$work/bundle" "$2" ;;
 	raw-runsc-floor) runsc --root "$work/runsc-raw" --oci-seccomp run --bundle "$work/bundle-floor" "$2" ;;
 	esac
 }
-p1_names="palisade palisade-strict palisade-open runcshim-runsc runcshim-runsc-rd raw-runsc raw-runsc-floor"
+p1_names="palisade palisade-strict palisade-open palisade-image palisade-image-policy runcshim-runsc runcshim-runsc-rd raw-runsc raw-runsc-floor"
 if want p1; then
 	# raw-runsc-floor's bundle: the raw bundle with what Palisade enforced
 	# on a container of the palisade row (its config.json in the bundle).
@@ -211,6 +229,10 @@ if want p1; then
 	echo "  palisade/runcshim-runsc-rd     $(ratio "$(median p1 palisade)" "$(median p1 runcshim-runsc-rd)")  (both with a default seccomp profile)"
 	echo "  palisade-strict/palisade-open  $(ratio "$(median p1 palisade-strict)" "$(median p1 palisade-open)")  (P3, target <= 1.02)"
 	echo "  raw-runsc-floor/raw-runsc      $(ratio "$(median p1 raw-runsc-floor)" "$(median p1 raw-runsc)")  (the floor's cost in runsc alone)"
+	echo "  palisade-image-policy/palisade-image  $(ratio "$(median p1 palisade-image-policy)" "$(median p1 palisade-image)")  (an image policy's cost: the lookup in containerd)"
+	# The lookup itself, as the shim times it (the line each container gets).
+	grep -o 'image_lookup_ms=[0-9.]*' "$work/containerd.log" | cut -d= -f2 | while read -r v; do sample p1-image-lookup palisade-image-policy "$v"; done
+	table p1-image-lookup ms palisade-image-policy
 fi
 
 # P5: exec into a running container, one per runtime.
@@ -419,6 +441,14 @@ if want p4; then
 		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchDensity$' ./integration/) >"$data/p4.log" 2>&1 ||
 		{ tail -60 "$data/p4.log" >&2; echo "bench: P4 failed (log above)" >&2; exit 1; }
 	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p4.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
+fi
+
+if want p7; then
+	bold "P7 pod start through a real kubelet: $k8s_pods pods at once, $k8s_rounds rounds (go test -tags bench -run TestBenchKubePodStart)"
+	(cd "$repo" && PALISADE_BENCH_DATA=$data PALISADE_BENCH_PODS=$k8s_pods PALISADE_BENCH_ROUNDS=$k8s_rounds \
+		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchKubePodStart$' ./integration/) >"$data/p7.log" 2>&1 ||
+		{ tail -60 "$data/p7.log" >&2; echo "bench: P7 failed (log above)" >&2; exit 1; }
+	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p7.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
 fi
 
 meta loadavg_after "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pelletier/go-toml/v2"
+
 	"github.com/palisade-runtime/palisade/integration/internal/hostcheck"
 )
 
@@ -54,14 +56,25 @@ const (
 // Even a sandbox alone cannot be stopped through CRI by the stock runc shim
 // on runsc; see writeKillCompat for the wrapper the peer runs with.
 var benchSeries = []string{"palisade-sandbox", "runcshim-runsc-sandbox", "runcshim-runsc-rd-sandbox",
-	"palisade-nofloor-sandbox", "palisade"}
+	"palisade-nofloor-sandbox", "palisade", "palisade-images"}
 
 // benchHandlers are the CRI handlers a series can name: critest's palisade
-// (the floor of the repo's config.toml) and palisade-nofloor; the peer,
+// (the floor of the repo's config.toml) and palisade-nofloor; palisade-images,
+// the palisade handler with an image policy its images pass; the peer,
 // runcshim-runsc; and runcshim-runsc-rd, the peer with runsc --oci-seccomp
 // and pods that ask for the RuntimeDefault seccomp profile, which is what the
 // floor gives every Palisade pod.
-var benchHandlers = []string{"palisade", "palisade-nofloor", "runcshim-runsc", "runcshim-runsc-rd"}
+var benchHandlers = []string{"palisade", "palisade-nofloor", "palisade-images", "runcshim-runsc", "runcshim-runsc-rd"}
+
+// benchImagePolicy is palisade-images' [policy.images]: every rule but
+// require_digest (the bench's images are pulled by tag), so that the
+// difference from the palisade series is the lookup in containerd.
+var benchImagePolicy = map[string]any{
+	"allow":         []string{"registry.k8s.io/e2e-test-images/**"},
+	"deny":          []string{"registry.k8s.io/e2e-test-images/nginx*"},
+	"deny_latest":   true,
+	"sandbox_allow": []string{"registry.k8s.io/pause:*"},
+}
 
 // benchRuntime is the CRI runtime entry of a handler of benchHandlers.
 func benchRuntime(t testing.TB, e *containerdEnv, name string) criRuntime {
@@ -79,7 +92,34 @@ func benchRuntime(t testing.TB, e *containerdEnv, name string) criRuntime {
 			"Root":       filepath.Join(e.RuntimeRoot, name),
 		}}
 	}
+	if name == "palisade-images" {
+		return benchImagesRuntime(t, e)
+	}
 	return critestHandlers()[name].entry(t, e)
+}
+
+// benchImagesRuntime is the palisade handler of critest's config with
+// benchImagePolicy added, in a config of its own.
+func benchImagesRuntime(t testing.TB, e *containerdEnv) criRuntime {
+	var cfg map[string]any
+	data, err := os.ReadFile(writeCritestPalisadeConfig(t, e))
+	if err == nil {
+		err = toml.Unmarshal(data, &cfg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg["handlers"].(map[string]any)["palisade"].(map[string]any)
+	h["policy"].(map[string]any)["images"] = benchImagePolicy
+	if data, err = toml.Marshal(map[string]any{"handlers": map[string]any{"palisade-images": h}}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.Dir, "palisade-images.toml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return criRuntime{Name: "palisade-images", Type: palisadeRuntimeType,
+		Options: map[string]any{"handler": "palisade-images", "config_path": path}}
 }
 
 // TestBenchDensity starts N pods at once through CRI (crictl runp, then

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -131,12 +132,25 @@ func watchEvents(t testing.TB, e *containerdEnv, id string) *eventLog {
 	c, ctx := e.client(t)
 	ctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
-	evs, errs := c.Subscribe(ctx, `topic~="^/tasks/"`)
+	// containerd's Subscribe returns before its stream is open: an event
+	// published in between is never delivered. A marker event on a topic of
+	// the test's own, seen back, proves the subscription is live.
+	const syncTopic = "/palisade-test/subscribed"
+	evs, errs := c.Subscribe(ctx, `topic~="^/tasks/"`, `topic==`+strconv.Quote(syncTopic))
 	l := &eventLog{}
+	live := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case ev := <-evs:
+				if ev.Topic == syncTopic {
+					select {
+					case <-live:
+					default:
+						close(live)
+					}
+					continue
+				}
 				v, err := typeurl.UnmarshalAny(ev.Event)
 				if err != nil {
 					continue
@@ -155,14 +169,29 @@ func watchEvents(t testing.TB, e *containerdEnv, id string) *eventLog {
 					l.exits = append(l.exits, x)
 				}
 				l.mu.Unlock()
-			case <-errs:
+			case err := <-errs:
+				if ctx.Err() == nil {
+					t.Errorf("event subscription for %s ended: %v", id, err)
+				}
 				return
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-	return l
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := c.EventService().Publish(ctx, syncTopic, &eventstypes.TaskOOM{ContainerID: "subscription-" + id}); err != nil {
+			t.Fatalf("publish the subscription marker: %v", err)
+		}
+		select {
+		case <-live:
+			return l
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the event subscription for %s never saw its marker", id)
+		}
+	}
 }
 
 // waitEvents polls until the log has n events of topic.

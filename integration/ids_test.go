@@ -199,7 +199,12 @@ func TestPrefixIDsConcurrent(t *testing.T) {
 // after a dead shim asynchronously (`shim delete`), so it waits a little.
 func assertSandboxRootsGone(t *testing.T, env *containerdEnv) {
 	t.Helper()
-	ns := filepath.Join(env.RuntimeRoot, env.Namespace)
+	assertNoSandboxRoots(t, filepath.Join(env.RuntimeRoot, env.Namespace))
+}
+
+// assertNoSandboxRoots: the namespace root ns has no sandbox root left.
+func assertNoSandboxRoots(t *testing.T, ns string) {
+	t.Helper()
 	var left []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		ents, err := os.ReadDir(ns)

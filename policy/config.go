@@ -46,6 +46,8 @@ type Config struct {
 	// OOMScoreAdjMin is the lowest process.oomScoreAdj a container may
 	// have. nil means DefaultOOMScoreAdjMin.
 	OOMScoreAdjMin *int `toml:"oom_score_adj_min"`
+	// Images is which images the handler runs (see images.go); empty: any.
+	Images ImagesConfig `toml:"images"`
 }
 
 // DefaultOOMScoreAdjMin is kubelet's value for a pod's pause container
@@ -126,6 +128,9 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.AppArmor.validate()...)
 	errs = append(errs, c.validateSpecControls()...)
+	if _, err := newImagePolicy(c.Images); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -36,6 +36,18 @@ type Decision struct {
 	// processes it spawns for this container; "" when there is none, or when
 	// it is optional and the host cannot enforce it.
 	AppArmorHostProfile string `json:"apparmor_host_profile,omitempty"`
+	// Pod names the Kubernetes pod and container the record is about
+	// (filled by the shim from containerd's CRI annotations). It is a label
+	// for the people reading the record, never an input of the floor.
+	Pod *PodRef `json:"pod,omitempty"`
+}
+
+// PodRef is a container's place in Kubernetes.
+type PodRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"`
+	Container string `json:"container,omitempty"` // "" for the pod's sandbox (pause) container
 }
 
 // Control is the record of one control.

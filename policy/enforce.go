@@ -25,6 +25,7 @@ type Floor struct {
 	// mode only: what the record reports on a backend that cannot log.
 	strict *compiledFloor
 	cache  *resultCache // recent seccomp results; nil without a seccomp floor
+	images *imagePolicy // nil without an image policy
 }
 
 // NewFloor validates cfg. seccompProfile is the raw JSON of the profile file
@@ -37,6 +38,7 @@ func NewFloor(cfg Config, seccompProfile []byte) (*Floor, error) {
 	// Validate has checked the names; the errors cannot happen.
 	f.ceiling, _ = parseCapList("policy.capabilities.ceiling", cfg.Capabilities.Ceiling)
 	f.drop, _ = parseCapList("policy.capabilities.drop", cfg.Capabilities.Drop)
+	f.images, _ = newImagePolicy(cfg.Images)
 	switch sc := cfg.seccompMode(); sc {
 	case SeccompNone, SeccompRuntimeDefault:
 		if seccompProfile != nil {
@@ -72,6 +74,10 @@ func NewFloor(cfg Config, seccompProfile []byte) (*Floor, error) {
 	}
 	return f, nil
 }
+
+// HasImagePolicy reports whether the handler judges images, so that the
+// edge asks containerd about a container's image only then.
+func (f *Floor) HasImagePolicy() bool { return f.images != nil }
 
 // Config returns the floor's configuration.
 func (f *Floor) Config() Config { return f.cfg }
@@ -118,6 +124,9 @@ type Support struct {
 	// on the host when that differs (a symlink on the way): the edge
 	// resolves it, and a host path is checked by both names.
 	ResolvedSources map[string]string `json:",omitempty"`
+	// Image is what the edge learnt from containerd about the container's
+	// image; nil when it did not ask (the handler has no image policy).
+	Image *ImageFacts `json:",omitempty"`
 	// Network describes the container's network stack when the backend has
 	// its own (e.g. "gVisor netstack (runsc --network=sandbox)").
 	Network string `json:",omitempty"`
@@ -169,6 +178,7 @@ func enforce(spec *specs.Spec, f *Floor, s Support, native string) (*Decision, e
 	// A refusal waits until the process controls have looked at the
 	// request: a malformed request (ErrInvalid) is reported as that.
 	w := newWork(spec, &f.cfg, &s)
+	w.images = f.images
 	specCtls, refused := runSpecControls(w)
 	// The seccomp control comes first in the record; slot 0 waits for it.
 	d := &Decision{Backend: s.Backend, Mode: f.cfg.mode(), Controls: make([]Control, 1, 4+len(specCtls))}

@@ -35,6 +35,7 @@ func specControls() []specControl {
 		resourcesControl{},
 		mountsControl{},
 		tokenControl{},
+		imageControl{},
 	}
 }
 
@@ -46,6 +47,8 @@ type work struct {
 	cfg   *Config
 	s     *Support
 	apply bool // false in complain mode: record what would change, change nothing
+	// images is the handler's image policy; nil when it has none.
+	images *imagePolicy
 	// hostNS lists the namespace types the container shares with the host,
 	// filled by the namespaces control for those after it.
 	hostNS []string
@@ -126,6 +129,9 @@ func runSpecControls(w *work) ([]Control, error) {
 		ctl, err := c.enforce(w)
 		if err != nil {
 			refused = append(refused, refusedFields(err))
+			continue
+		}
+		if ctl.Name == "" { // a control with nothing configured to record
 			continue
 		}
 		out = append(out, ctl)

@@ -7,9 +7,12 @@ import (
 	"strings"
 )
 
-// safeSysctls is Kubernetes' safe set (kubelet pkg/kubelet/sysctl
-// safe_sysctls.go): namespaced and isolated from other pods, allowed for
-// every pod. The default when a handler has no sysctls key.
+// safeSysctls is Kubernetes' safe set, as kubelet v1.37.2 has it
+// (pkg/kubelet/sysctl/safe_sysctls.go): namespaced and isolated from other
+// pods, allowed for every pod. The default when a handler has no sysctls
+// key. kubelet drops some of them on kernels too old to namespace them; the
+// floor need not: such a sysctl is missing from a new network namespace's
+// /proc/sys, and setting it fails the container's start.
 var safeSysctls = []string{
 	"kernel.shm_rmid_forced",
 	"net.ipv4.ip_local_port_range",
@@ -23,6 +26,8 @@ var safeSysctls = []string{
 	"net.ipv4.tcp_keepalive_probes",
 	"net.ipv4.tcp_rmem",
 	"net.ipv4.tcp_wmem",
+	"net.ipv4.tcp_slow_start_after_idle",
+	"net.ipv4.tcp_notsent_lowat",
 }
 
 // namespacedSysctl reports whether the kernel keeps sysctl n per namespace

@@ -37,6 +37,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"flag with dashes", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc.flags]\n\"--debug\" = \"true\"\n", "handlers.a.runsc.flags.--debug"},
 		{"relative root", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.runsc]\nroot = \"run/x\"\n", "handlers.a.runsc.root"},
 		{"bad log level", "[handlers.a]\nbackend = \"runsc\"\nlog_level = \"loud\"\n", "handlers.a.log_level"},
+		{"unknown images key", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.policy.images]\nallow_latest = true\n", "handlers.a.policy.images.allow_latest"},
+		{"bad image pattern", "[handlers.a]\nbackend = \"runsc\"\n[handlers.a.policy.images]\nallow = [\"nginx\"]\n", "handlers.a.policy.images.allow[0]"},
 		{"default names nothing", "default_handler = \"b\"\n[handlers.a]\nbackend = \"runsc\"\n", "default_handler"},
 		{"no handlers", "default_handler = \"\"\n", "no handler defined"},
 		{"wrong type", "[handlers.a]\nbackend = 3\n", "line 2"},
@@ -102,6 +104,42 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRepoConfigImageExample: the commented image policy example in
+// config.toml, uncommented, is a valid policy that does what it says.
+func TestRepoConfigImageExample(t *testing.T) {
+	data, err := os.ReadFile("../config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	i := strings.Index(text, "# [handlers.gvisor-strict.policy.images]")
+	if i < 0 {
+		t.Fatal("config.toml has no image policy example")
+	}
+	var lines []string
+	for _, l := range strings.Split(text[i:], "\n") {
+		if !strings.HasPrefix(l, "# ") {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(l, "# "))
+	}
+	c, err := ParseConfig([]byte(text[:i] + strings.Join(lines, "\n") + "\n"))
+	if err != nil {
+		t.Fatalf("the example does not parse: %v", err)
+	}
+	_, h, _ := c.Handler("gvisor-strict")
+	floor, err := loadFloor(h.Policy)
+	if err != nil || !floor.HasImagePolicy() || !h.Policy.Images.RequireDigest {
+		t.Fatalf("example: %v, %+v", err, h.Policy.Images)
+	}
+	for _, n := range []string{"gvisor", "gvisor-strict", "runc-floor"} {
+		_, h, _ := c.Handler(n)
+		if f, _ := loadFloor(h.Policy); f.HasImagePolicy() != (n == "gvisor-strict") {
+			t.Errorf("%s: image policy %v", n, f.HasImagePolicy())
+		}
+	}
 }
 
 func TestMonitoringConfig(t *testing.T) {

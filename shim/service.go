@@ -36,6 +36,9 @@ type handlerState struct {
 	backend sandbox.Backend
 	floor   *policy.Floor
 	support policy.Support
+	// images answers the image control's questions; nil when the handler
+	// has no image policy, so that no container costs a lookup for it.
+	images imageStore
 }
 
 func newService(ctx context.Context, env sandbox.Env) *service {
@@ -90,6 +93,16 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 	if err != nil {
 		return nil, invalid(fmt.Errorf("handlers.%s.%w", name, err))
 	}
+	var images *grpcImageStore
+	if floor.HasImagePolicy() {
+		images = newGRPCImageStore(s.env.GRPCAddress, s.env.Namespace)
+		if s.env.Shutdown != nil {
+			s.env.Shutdown.RegisterCallback(func(context.Context) error { return images.Close() })
+		}
+		// Connecting is most of the first lookup's cost: it starts now,
+		// while the backend is made ready.
+		images.Connect()
+	}
 	env := s.env
 	profile, missing := hostProfile(ctx, h.Policy.AppArmor, apparmor.DefaultHost(), true)
 	env.HostProfile = profile
@@ -98,6 +111,9 @@ func (s *service) activate(ctx context.Context, r *taskAPI.CreateTaskRequest) (*
 		return nil, fmt.Errorf("handler %s: %w", name, err)
 	}
 	st := &handlerState{name: name, handler: h, backend: b, floor: floor}
+	if images != nil {
+		st.images = images
+	}
 	st.support = b.Support()
 	st.support.Host = cfg.HostDirs()
 	hostSupport(&st.support, missing)

@@ -25,6 +25,8 @@ var (
 		{"palisade", "Palisade + runsc, the shipped `gvisor` floor (runtime-default seccomp, capability ceiling, no_new_privs)"},
 		{"palisade-strict", "Palisade + runsc, the shipped `gvisor-strict` floor (refuse mode, 7 capabilities), AppArmor left out"},
 		{"palisade-open", "Palisade + runsc, no floor"},
+		{"palisade-image", "Palisade + runsc, the `gvisor` floor, the same files as an imported image instead of a directory"},
+		{"palisade-image-policy", "the same with an image policy (allow, deny, deny_latest): the shim asks containerd about the image"},
 		{"runcshim-runsc", "containerd-shim-runc-v2 driving the same runsc (the peer)"},
 		{"runcshim-runsc-rd", "the peer with containerd's default seccomp profile and `runsc --oci-seccomp`"},
 		{"raw-runsc", "`runsc run` of the same bundle, no containerd (the floor)"},
@@ -43,12 +45,17 @@ var (
 		{"palisade", "Palisade: pod sandbox + a busybox container (`sleep`)"},
 		{"palisade-tty", "Palisade: the same with a terminal"},
 		{"palisade-nofloor", "Palisade without a floor: pod sandbox + a busybox container"},
+		{"palisade-images", "Palisade (`gvisor` floor) with an image policy: pod sandbox + a busybox container, both images checked"},
 	}
 	p5Series = []series{
 		{"palisade", "Palisade, the `gvisor` floor (the exec's process passes through it)"},
 		{"palisade-open", "Palisade, no floor"},
 		{"runcshim-runsc", "the peer"},
 		{"runcshim-runsc-rd", "the peer with containerd's default seccomp profile and `runsc --oci-seccomp`"},
+	}
+	p7Series = []series{
+		{"gvisor", "Palisade, RuntimeClass `gvisor` (config.toml's floor)"},
+		{"runc", "containerd-shim-runc-v2 and runc (the reference, no sandbox)"},
 	}
 	monitorSeries = []series{
 		{"palisade", "Palisade, the `gvisor` floor, monitoring off"},
@@ -106,6 +113,7 @@ func (r *report) build() string {
 	r.p3()
 	r.p4()
 	r.p5()
+	r.p7()
 	r.monitor()
 	r.delegate()
 	r.f("%s\n", strings.TrimSpace(notes))
@@ -200,6 +208,11 @@ func (r *report) p1() {
 	r.pair("p1", "palisade", "runcshim-runsc-rd", " (both with a default seccomp profile in force)")
 	r.pair("p1", "palisade", "raw-runsc", " (what containerd, ctr and the shim add to runsc itself)")
 	r.pair("p1", "palisade", "palisade-open", " (the cost of the floor)")
+	r.pair("p1", "palisade-image-policy", "palisade-image", " (the cost of an image policy: the lookup in containerd)")
+	if l := r.s.summary("p1-image-lookup", "palisade-image-policy"); l.n > 0 {
+		r.f("- the lookup itself, as the shim times it (containerd's container record, image store, content and snapshot): median %s ms, %s–%s, %d containers\n",
+			num(l.median, 2), num(l.min, 2), num(l.max, 2), l.n)
+	}
 	r.f("\n")
 }
 
@@ -287,6 +300,7 @@ func (r *report) p4() {
 	}
 	r.f("\n")
 	r.pair("p4-wall", "palisade-sandbox", "runcshim-runsc-sandbox", " (time until all run)")
+	r.pair("p4-wall", "palisade-images", "palisade", " (time until all run: the cost of an image policy)")
 	r.pair("p4-wall", "palisade-sandbox", "runcshim-runsc-rd-sandbox", " (time until all run, both with a default seccomp profile in force)")
 	r.pair("p4-wall", "palisade-nofloor-sandbox", "runcshim-runsc-sandbox", " (time until all run, neither with seccomp)")
 	r.pair("p4-teardown", "palisade-sandbox", "runcshim-runsc-sandbox", " (removal)")
@@ -297,6 +311,22 @@ func (r *report) p4() {
 func (r *report) p5() {
 	r.f("## P5: exec latency\n\n`ctr task exec` of `/bin/true` into a running busybox container (`sleep`).\n\n")
 	r.timeTable("p5", "ms", p5Series, "runcshim-runsc", 1)
+}
+
+func (r *report) p7() {
+	r.f("## P7: pod start through a real kubelet\n\n")
+	rows := r.present("p7-k8s-ready", p7Series)
+	if len(rows) == 0 {
+		r.f("Not measured in this run.\n\n")
+		return
+	}
+	r.f("%s pods (busybox `sleep`) created at once with one `kubectl create` on the one-node cluster of `make cluster` "+
+		"(kube-apiserver, scheduler, controller-manager and kubelet v1.37.2, the same private containerd); the time until "+
+		"`kubectl wait` sees every one Ready. One round runs each RuntimeClass in turn.\n\n", num(r.s.summary("p7-k8s-pods", rows[0].name).median, 0))
+	r.timeTable("p7-k8s-ready", "s", p7Series, "runc", 2)
+	r.f("The peer, containerd-shim-runc-v2 driving runsc, cannot run a pod's app container under kubelet: `runsc start` of a " +
+		"container joining a sandbox hands its own stdio to the sandbox, and go-runc waits for that output pipe to close, so " +
+		"StartContainer hangs (integration/bench_k8s_test.go).\n\n")
 }
 
 func (r *report) monitor() {

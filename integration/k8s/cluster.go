@@ -57,6 +57,11 @@ type Options struct {
 	// ExtraConfig is TOML appended to the adapted config (extra handlers for
 	// tests). Its handlers get containerd runtimes and RuntimeClasses too.
 	ExtraConfig string
+	// RuncRuntimes are more handlers of containerd's own shim
+	// (io.containerd.runc.v2), each with a RuntimeClass of its name: name →
+	// the OCI runtime binary it drives (e.g. a runsc, to compare Palisade
+	// with the runc shim driving the same runsc). Each gets a root of its own.
+	RuncRuntimes map[string]string
 	// ImageCache keeps the built images between runs; "" is ToolsBin/../critest-images,
 	// shared with the critest harness.
 	ImageCache string

@@ -3,10 +3,12 @@ package k8s
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,10 +68,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 				},
 				"containerd": map[string]any{
 					"default_runtime_name": runcHandler,
-					"runtimes": map[string]any{runcHandler: map[string]any{
-						"runtime_type": "io.containerd.runc.v2",
-						"options":      map[string]any{"BinaryName": c.tool("runc"), "Root": filepath.Join(c.dirs.RuntimeRoot, runcHandler)},
-					}},
+					"runtimes":             c.runcRuntimes(),
 				},
 			},
 			"io.containerd.cri.v1.images": map[string]any{
@@ -98,6 +97,23 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 		}
 		return err
 	}, p)
+}
+
+// runcRuntimes are the CRI runtime entries of containerd's own shim: runc,
+// the reference, and Options.RuncRuntimes.
+func (c *Cluster) runcRuntimes() map[string]any {
+	rs := map[string]any{}
+	add := func(name, binary string) {
+		rs[name] = map[string]any{
+			"runtime_type": "io.containerd.runc.v2",
+			"options":      map[string]any{"BinaryName": binary, "Root": filepath.Join(c.dirs.RuntimeRoot, name)},
+		}
+	}
+	add(runcHandler, c.tool("runc"))
+	for name, bin := range c.opts.RuncRuntimes {
+		add(name, bin)
+	}
+	return rs
 }
 
 // adaptConfig writes the served Palisade config: Options.Config with
@@ -149,6 +165,9 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	// Pods get this file for dnsPolicy Default: a nameserver on the node's own
 	// address, inside the namespace, so that no lookup can leave the machine.
 	if err := os.WriteFile(resolv, []byte("nameserver "+nodeIP+"\noptions ndots:1\n"), 0o644); err != nil {
+		return err
+	}
+	if err := c.installSeccompProfiles(); err != nil {
 		return err
 	}
 	conf := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
@@ -217,6 +236,30 @@ serializeImagePulls: false
 	}, p)
 }
 
+// installSeccompProfiles copies the repository's example profiles
+// (examples/seccomp/*.json) into the kubelet's seccomp directory, as a node
+// operator installs profiles, so that the examples' Localhost pod runs.
+func (c *Cluster) installSeccompProfiles() error {
+	profiles, err := filepath.Glob(filepath.Join(c.opts.RepoRoot, "examples", "seccomp", "*.json"))
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(c.dirs.Kubelet, "seccomp")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range profiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // waitClusterObjects applies the RuntimeClasses (`palisadectl config
 // runtimeclass` and runc's) and waits for what the controller-manager makes in
 // each namespace: the default ServiceAccount and the kube-root-ca.crt ConfigMap.
@@ -226,7 +269,9 @@ func (c *Cluster) waitClusterObjects(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("palisadectl config runtimeclass: %w%s", err, stderrOf(err))
 	}
-	rcs = append(rcs, "\n---\napiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: "+runcHandler+"\nhandler: "+runcHandler+"\n"...)
+	for _, name := range append([]string{runcHandler}, slices.Sorted(maps.Keys(c.opts.RuncRuntimes))...) {
+		rcs = append(rcs, "\n---\napiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: "+name+"\nhandler: "+name+"\n"...)
+	}
 	if _, err := c.KubectlStdin(ctx, rcs, "apply", "-f", "-"); err != nil {
 		return err
 	}

@@ -21,6 +21,15 @@
 //	    runc from TOOLS (backend = "shim"), with the policy of the gvisor
 //	    handler of the config POLICY_FROM, if given.
 //
+//	    images.toml  gvisor.toml's floor plus an image policy (handler
+//	                 images) that P1's image, localhost/palisade-bench/*,
+//	                 passes: with the gvisor row on the same image, the
+//	                 cost of asking containerd about the image
+//
+//	prep image ROOTFS OUT NAME
+//	    writes an OCI archive of one image NAME with ROOTFS's files, for
+//	    `ctr images import`.
+//
 //	prep bundle CONFIG_JSON ROOTFS
 //	    makes `runc spec`'s config.json run /bin/true from ROOTFS, no terminal.
 //
@@ -57,7 +66,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: prep handlers|delegate|bundle|graft ARGS...")
+		return errors.New("usage: prep handlers|delegate|image|bundle|graft ARGS...")
 	}
 	switch cmd, a := args[0], args[1:]; {
 	case cmd == "handlers" && len(a) == 4:
@@ -68,6 +77,8 @@ func run(args []string) error {
 			from = a[3]
 		}
 		return delegate(a[0], a[1], a[2], from)
+	case cmd == "image" && len(a) == 3:
+		return image(a[0], a[1], a[2])
 	case cmd == "bundle" && len(a) == 2:
 		return bundle(a[0], a[1])
 	case cmd == "graft" && len(a) == 3:
@@ -136,10 +147,17 @@ func handlers(config, runsc, root, outdir string) error {
 	}
 	for _, f := range []struct{ file, name, from string }{
 		{"gvisor.toml", "gvisor", "gvisor"}, {"strict.toml", "strict", "gvisor-strict"}, {"open.toml", "open", "gvisor"},
+		{"images.toml", "images", "gvisor"},
 	} {
 		h, err := handler(f.from, f.name != "open")
 		if err != nil {
 			return err
+		}
+		if f.name == "images" {
+			h["policy"].(table)["images"] = table{
+				"allow": []string{"localhost/palisade-bench/**"}, "deny": []string{"localhost/palisade-bench/debug*"},
+				"deny_latest": true,
+			}
 		}
 		if err := writeHandler(filepath.Join(outdir, f.file), f.name, h); err != nil {
 			return err

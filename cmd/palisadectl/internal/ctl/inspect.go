@@ -66,6 +66,13 @@ func writeDecision(w io.Writer, data []byte) error {
 	if host == "" {
 		host = "(none)"
 	}
+	if p := d.Pod; p != nil {
+		ctr := p.Container
+		if ctr == "" {
+			ctr = "(sandbox)"
+		}
+		fmt.Fprintf(tw, "pod\t%s/%s\ncontainer\t%s\n", oneLine(p.Namespace), oneLine(p.Name), oneLine(ctr))
+	}
 	fmt.Fprintf(tw, "handler\t%s\nbackend\t%s\nmode\t%s\napparmor host profile\t%s\n\n",
 		oneLine(d.Handler), oneLine(d.Backend), oneLine(d.Mode), oneLine(host))
 	fmt.Fprintln(tw, "CONTROL\tFIELD\tVALUE")

@@ -135,3 +135,47 @@ func TestInspectWholeSpecControls(t *testing.T) {
 		}
 	}
 }
+
+// A CRI container's record names its pod and container; the pod's sandbox
+// container has no container name.
+func TestInspectPod(t *testing.T) {
+	for _, tc := range []struct{ pod, want string }{
+		{`{"namespace": "shop", "name": "web-7d4b9", "uid": "u1", "container": "nginx"}`, "pod                    shop/web-7d4b9\ncontainer              nginx\n"},
+		{`{"namespace": "shop", "name": "web-7d4b9", "uid": "u1"}`, "pod                    shop/web-7d4b9\ncontainer              (sandbox)\n"},
+	} {
+		record := strings.Replace(decisionRecord, `"mode": "enforce",`, `"mode": "enforce", "pod": `+tc.pod+`,`, 1)
+		state := stateWithRecord(t, "k8s.io", "c1", record)
+		code, out, stderr := runCtl(t, env{}, "inspect", "--state", state, "c1")
+		if code != 0 {
+			t.Fatalf("status %d: %s", code, stderr)
+		}
+		if !strings.HasPrefix(out, tc.want) {
+			t.Errorf("inspect of a pod's container starts with\n%s\nwant\n%s", out, tc.want)
+		}
+	}
+}
+
+// TestInspectImageControl: the image control of a handler with an image
+// policy (policy's golden output) shows the reference, where it came from,
+// containerd's digest and the rules that let it through.
+func TestInspectImageControl(t *testing.T) {
+	record, err := os.ReadFile("../../../../policy/testdata/golden/image-pinned-allowed/want-decision.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := stateWithRecord(t, "k8s.io", "c1", string(record))
+	code, out, stderr := runCtl(t, env{}, "inspect", "--namespace", "k8s.io", "--state", state, "c1")
+	if code != 0 {
+		t.Fatalf("status %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"image                  requested    registry.example.com/team/app:1.2@sha256:5555",
+		"(CRI annotation io.kubernetes.cri.image-name, checked against the container's snapshot)",
+		"effective    registry.example.com/team/app:1.2@sha256:5555",
+		`allowed by allow[0] "registry.example.com/**", deny_latest (tag 1.2), require_digest (pinned by digest)`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}

@@ -49,6 +49,12 @@ policy.host_path_read_only = true
 [handlers.spec2]
 backend = "runsc"
 policy.privileged = "allow"
+[handlers.img]
+backend = "runsc"
+policy.images.allow = ["registry.example.com/**", "nginx:1.25"]
+[handlers.img2]
+backend = "runsc"
+policy.images.deny_lastest = true
 `
 	code, out, _ = runCtl(t, env{}, "policy", "check", writeConfig(t, bad))
 	if code != 1 {
@@ -65,6 +71,8 @@ policy.privileged = "allow"
 		"(top level)      error: kubelet_root_dir: \"var/lib/kubelet\" is not a clean absolute directory other than /\n",
 		"spec             error: unknown key(s) handlers.spec.policy.host_path_read_only\n",
 		"spec2            error: handlers.spec2.policy.privileged: \"allow\" is not \"clamp\" or \"refuse\"\n",
+		"img              error: handlers.img.policy.images.allow[1]: \"nginx:1.25\": want registry/path[:tag]",
+		"img2             error: unknown key(s) handlers.img2.policy.images.deny_lastest\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
