@@ -390,6 +390,11 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	if err != nil {
 		return nil, err
 	}
+	if r.ExecID == "" {
+		// The pod's sandbox has ended; its port forwards go first, while
+		// its network namespace is still there to remove the rule from.
+		s.stopPortForward(ctx, c)
+	}
 	if err := p.Delete(ctx); err != nil {
 		return nil, err
 	}
