@@ -442,17 +442,28 @@ func TestPortForwardShimKilled(t *testing.T) {
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		ok, err := portfwd.HasTable(pod.netns)
 		if err != nil {
-			t.Logf("the pod's namespace: %v", err)
-			break
+			t.Fatalf("the pod's namespace went before the pod: %v", err)
 		}
 		if !ok {
+			t.Logf("shim delete removed the rule; the pod's namespace is still there")
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the rule is still in the pod's namespace %s a minute after the shim died", pod.netns)
 		}
 	}
-	p.removePod(t, pod.id)
+	// containerd learns of the app container's end from the dead shim's
+	// cleanup asynchronously; until then it refuses to remove the pod
+	// ("container is still running").
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		_, err := p.cri.run(ctx, "rmp", "--force", pod.id)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rmp after the shim died: %v", err)
+		}
+	}
 	if left, _ := filepath.Glob(filepath.Join(p.env.RuntimeRoot, "_portfwd", "*")); len(left) > 0 {
 		t.Errorf("socket directories left: %v", left)
 	}
