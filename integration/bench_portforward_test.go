@@ -4,12 +4,10 @@ package integration
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -89,14 +87,7 @@ func TestBenchPortForward(t *testing.T) {
 			m, med["palisade"], unit, med["runc"], unit, len(samples[m]["runc"]), med["palisade"]/med["runc"])
 	}
 	if dir := os.Getenv(envBenchData); dir != "" {
-		f, err := os.OpenFile(filepath.Join(dir, "samples.tsv"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err == nil {
-			_, err = f.WriteString(b.String())
-			err = errors.Join(err, f.Close())
-		}
-		if err != nil {
-			t.Errorf("write samples: %v", err)
-		}
+		appendSamples(t, dir, b.String())
 	}
 }
 
