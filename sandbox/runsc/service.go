@@ -390,17 +390,16 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	if err != nil {
 		return nil, err
 	}
-	if r.ExecID == "" {
-		// The pod's sandbox has ended; its port forwards go first, while
-		// its network namespace is still there to remove the rule from.
-		s.stopPortForward(ctx, c)
-	}
 	if err := p.Delete(ctx); err != nil {
 		return nil, err
 	}
 	if r.ExecID != "" {
 		c.removeExec(r.ExecID)
 	} else {
+		// The pod's sandbox is gone; containerd removes its network
+		// namespace only after this Delete, so the rule can still be
+		// removed from it.
+		s.stopPortForward(ctx, c)
 		s.mu.Lock()
 		delete(s.containers, r.ID)
 		s.mu.Unlock()
