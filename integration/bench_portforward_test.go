@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,18 +57,29 @@ func TestBenchPortForward(t *testing.T) {
 			samples["p6-setup"][h] = append(samples["p6-setup"][h], float64(d.Microseconds())/1000)
 		}
 	}
+	stalls := map[string]int{}
 	for r := range max(3, rounds/4) {
 		order := slices.Clone(handlers)
 		if r%2 == 1 {
 			slices.Reverse(order)
 		}
 		for _, h := range order {
-			t0 := time.Now()
-			n, _, err := get(clients[h], "/big")
-			if err != nil || n != pfBigMiB<<20 {
-				t.Fatalf("%s download round %d: %d bytes, %v", h, r, n, err)
+			// A download that stalls (gVisor's lost wakeup, see
+			// docs/portforward.md) is counted and tried again.
+			for try := 0; ; try++ {
+				t0 := time.Now()
+				n, _, err := get(clients[h], "/big")
+				if errors.Is(err, errStalled) && try < 3 {
+					stalls[h]++
+					t.Logf("%s download round %d stalled: %v", h, r, err)
+					continue
+				}
+				if err != nil || n != pfBigMiB<<20 {
+					t.Fatalf("%s download round %d: %d bytes, %v", h, r, n, err)
+				}
+				samples["p6-throughput"][h] = append(samples["p6-throughput"][h], float64(pfBigMiB)/time.Since(t0).Seconds())
+				break
 			}
-			samples["p6-throughput"][h] = append(samples["p6-throughput"][h], float64(pfBigMiB)/time.Since(t0).Seconds())
 		}
 	}
 	var b strings.Builder
@@ -86,6 +98,10 @@ func TestBenchPortForward(t *testing.T) {
 		t.Logf("%-14s palisade %8.2f %s, runc %8.2f %s (medians of %d), palisade/runc %.2f",
 			m, med["palisade"], unit, med["runc"], unit, len(samples[m]["runc"]), med["palisade"]/med["runc"])
 	}
+	for _, h := range handlers {
+		fmt.Fprintf(&b, "p6-stalls\t%s\t%d\n", h, stalls[h])
+	}
+	t.Logf("stalled 100 MiB downloads (tried again): palisade %d, runc %d", stalls["palisade"], stalls["runc"])
 	if dir := os.Getenv(envBenchData); dir != "" {
 		appendSamples(t, dir, b.String())
 	}

@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -269,19 +271,86 @@ func (p *pfEnv) httpClient(port int) *http.Client {
 	}
 }
 
-// get fetches path and returns the body's length and sha256.
+// pfStall is how long a download may go without a byte before it counts as
+// stalled (see errStalled).
+const pfStall = 30 * time.Second
+
+// errStalled: no byte for pfStall. gVisor's port-forward proxy can lose a
+// wakeup (docs/portforward.md, "Limits"), which stops a transfer for good.
+var errStalled = errors.New("stalled")
+
+// get fetches path and returns the body's length and sha256; a download
+// that makes no progress for pfStall fails with errStalled.
 func get(c *http.Client, path string) (int64, string, error) {
-	resp, err := c.Get("http://127.0.0.1" + path)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	watchdog := time.AfterFunc(pfStall, func() { cancel(errStalled) })
+	defer watchdog.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1"+path, nil)
 	if err != nil {
 		return 0, "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", stalledOr(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return 0, "", fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
+	n, err := io.Copy(h, progress{resp.Body, func() { watchdog.Reset(pfStall) }})
+	if err != nil {
+		err = fmt.Errorf("after %d bytes: %w", n, stalledOr(ctx, err))
+	}
 	return n, hex.EncodeToString(h.Sum(nil)), err
+}
+
+func stalledOr(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return fmt.Errorf("no byte for %v: %w", pfStall, errStalled)
+	}
+	return err
+}
+
+// progress calls tick after every read that returned bytes.
+type progress struct {
+	r    io.Reader
+	tick func()
+}
+
+func (p progress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.tick()
+	}
+	return n, err
+}
+
+// sentryStacks logs what the pod's sentry's port-forward proxy and the
+// pod's tasks are blocked in (runsc debug --stacks), to tell a stall inside
+// gVisor from one in the forwarder.
+func (p *pfEnv) sentryStacks(t *testing.T, pod *pfPod) {
+	t.Helper()
+	runsc, err := lookupTool("runsc")
+	if err != nil {
+		return
+	}
+	out, err := exec.Command(runsc, "--root", filepath.Join(p.env.RuntimeRoot, "k8s.io", pod.id), "debug", "--stacks", pod.id).CombinedOutput()
+	if err != nil {
+		t.Logf("runsc debug --stacks: %v: %s", err, out)
+		return
+	}
+	path := filepath.Join(p.dir, "sentry-stacks.txt")
+	os.WriteFile(path, out, 0o644)
+	var hits []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "portforward.(*") && strings.Contains(l, "Conn).") || strings.Contains(l, "linux.Sendfile") ||
+			strings.Contains(l, "waitForOut") {
+			hits = append(hits, strings.TrimSpace(l))
+		}
+	}
+	t.Logf("the sentry's port-forward proxy and blocked writers (all stacks in %s):\n%s", path, strings.Join(hits, "\n"))
 }
 
 // deadPortFails: a connection to a forwarded port with no listener in the
@@ -363,6 +432,9 @@ func TestPortForward(t *testing.T) {
 		t0 := time.Now()
 		n, sum, err := get(c, "/big")
 		d := time.Since(t0)
+		if errors.Is(err, errStalled) {
+			p.sentryStacks(t, pod)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
