@@ -120,12 +120,3 @@ func firstByte(c *http.Client) (time.Duration, error) {
 	resp.Body.Close()
 	return d, err
 }
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
