@@ -443,6 +443,28 @@ func TestPortForward(t *testing.T) {
 		}
 		t.Logf("%d MiB in %v: %.1f MiB/s", pfBigMiB, d.Round(time.Millisecond), float64(pfBigMiB)/d.Seconds())
 	})
+	t.Run("pod-ip", func(t *testing.T) {
+		// The pod's own traffic is untouched by the rule: its IP still
+		// serves from the pod network (the test network, the bridge's side).
+		out, err := p.cri.run(ctx, "inspectp", "-o", "go-template", "--template", "{{.status.network.ip}}", pod.id)
+		if err != nil || net.ParseIP(out) == nil {
+			t.Fatalf("pod IP: %q %v", out, err)
+		}
+		var conn net.Conn
+		if err := cninet.Do(p.net.Path, func() (err error) {
+			conn, err = net.DialTimeout("tcp4", net.JoinHostPort(out, strconv.Itoa(pfHTTPPort)), 10*time.Second)
+			return err
+		}); err != nil {
+			t.Fatalf("dial the pod's IP %s: %v", out, err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET /index.html HTTP/1.0\r\n\r\n")
+		body, _ := io.ReadAll(conn)
+		if !strings.Contains(string(body), "hello from pf-web") {
+			t.Fatalf("GET through the pod's IP: %q", body)
+		}
+	})
 	t.Run("no-listener", func(t *testing.T) { p.deadPortFails(t, local[pfDeadPort]) })
 
 	t.Run("off", func(t *testing.T) {
