@@ -431,10 +431,16 @@ func TestPortForward(t *testing.T) {
 	t.Run("100MiB", func(t *testing.T) {
 		t0 := time.Now()
 		n, sum, err := get(c, "/big")
-		d := time.Since(t0)
 		if errors.Is(err, errStalled) {
+			// gVisor's proxy lost a wakeup (docs/portforward.md, Limits):
+			// show it, and try once more on a new connection; a second
+			// stall fails.
+			t.Logf("100 MiB download stalled (%v); the sentry's stacks follow, then one more try", err)
 			p.sentryStacks(t, pod)
+			t0 = time.Now()
+			n, sum, err = get(c, "/big")
 		}
+		d := time.Since(t0)
 		if err != nil {
 			t.Fatal(err)
 		}
