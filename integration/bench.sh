@@ -29,6 +29,10 @@
 #       create, start), then removed; the leak check after (a go test,
 #       integration/bench_density_test.go).
 #   P5  exec latency: `ctr task exec` of /bin/true into a running container.
+#   P6  port forwarding: `crictl port-forward` to httpd in a Palisade pod and
+#       in a runc pod, interleaved: connection setup (time to the first byte
+#       of a GET on a new connection) and 100 MiB download throughput (a go
+#       test, integration/bench_portforward_test.go).
 #   P7  pod start through a real kubelet: K8S_PODS pods created at once on the
 #       cluster of package k8s, until all are Ready, per RuntimeClass (gvisor,
 #       runc; the runc shim cannot run runsc pods), K8S_ROUNDS rounds (a go test,
@@ -41,7 +45,7 @@
 # MEM_ROUNDS (P2, default 3), PODS (P4, default 50), POD_ROUNDS (P4, default
 # 2), K8S_PODS (P7, default 20), K8S_ROUNDS (P7, default 5), BENCH_OUT
 # (default docs/), BENCH_DATA (a directory that keeps the raw samples),
-# BENCH_SKIP (comma list of p1 p2 p3 p4 p5 p7 delegate monitor, to develop
+# BENCH_SKIP (comma list of p1 p2 p3 p4 p5 p6 p7 delegate monitor, to develop
 # one part). On a shared machine only ratios from one run mean much; the
 # report records the load average before and after.
 set -euo pipefail
@@ -441,6 +445,13 @@ if want p4; then
 		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchDensity$' ./integration/) >"$data/p4.log" 2>&1 ||
 		{ tail -60 "$data/p4.log" >&2; echo "bench: P4 failed (log above)" >&2; exit 1; }
 	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p4.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
+fi
+
+if want p6; then
+	bold "P6 port forwarding: crictl port-forward into a Palisade pod and a runc pod (go test -tags bench -run TestBenchPortForward)"
+	(cd "$repo" && PALISADE_BENCH_DATA=$data go test -tags bench -count=1 -timeout 30m -v -run '^TestBenchPortForward$' ./integration/) >"$data/p6.log" 2>&1 ||
+		{ tail -60 "$data/p6.log" >&2; echo "bench: P6 failed (log above)" >&2; exit 1; }
+	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p6.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
 fi
 
 if want p7; then

@@ -157,9 +157,15 @@ func (res batchResult) report(t *testing.T) {
 	add("p4-leaked-paths", float64(l.paths))
 	add("p4-leaked-cni", float64(l.cni+l.ipLeases))
 	add("p4-leaked-cgroups", float64(l.cgroups))
+	appendSamples(t, dir, b.String())
+}
+
+// appendSamples appends lines (metric, series, value; tab-separated) to
+// dir/samples.tsv, which integration/bench reads.
+func appendSamples(t testing.TB, dir, lines string) {
 	f, err := os.OpenFile(filepath.Join(dir, "samples.tsv"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err == nil {
-		_, err = f.WriteString(b.String())
+		_, err = f.WriteString(lines)
 		err = errors.Join(err, f.Close())
 	}
 	if err != nil {

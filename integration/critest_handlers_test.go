@@ -171,11 +171,10 @@ var critestSubsetSkips = []string{
 	// empty, so a hostNetwork pod's sandbox is refused at Create, naming
 	// linux.namespaces[network]. Before that, gVisor: sockets live in the
 	// sentry's netstack (runsc --network=sandbox), so a host-network pod's
-	// netstat shows no host port, and containerd's port forwarding, which
-	// dials inside the pod's network namespace, finds no listener ("lost
-	// connection to pod", "connection refused").
+	// netstat shows no host port. Port forwarding into a pod with its own
+	// network namespace works (the port forwarder, issue 16) and runs.
 	`HostNetwork is true`,
-	`runtime should support portforward`,
+	`portforward in host network`,
 	// gVisor: linux.maskedPaths and linux.readonlyPaths are not applied (the
 	// masked /bin/ls still runs, the read-only path is writable).
 	`runtime should support MaskedPaths`,

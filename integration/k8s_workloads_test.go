@@ -9,8 +9,10 @@ import (
 
 // gvisorPortForward says whether kubectl port-forward reaches a pod on
 // gVisor. containerd's CRI dials the port from the host side of the pod's
-// network namespace, where gVisor's netstack listens on nothing.
-const gvisorPortForward = false
+// network namespace, where gVisor's netstack listens on nothing; Palisade's
+// port forwarder (sandbox/runsc/portfwd, issue 16) carries that dial into
+// the sandbox.
+const gvisorPortForward = true
 
 // testBannerAndDecision: on a handler without a floor, syslog is allowed
 // and shows the sentry's boot banner, the proof that the pod's kernel is

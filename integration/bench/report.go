@@ -53,6 +53,10 @@ var (
 		{"runcshim-runsc", "the peer"},
 		{"runcshim-runsc-rd", "the peer with containerd's default seccomp profile and `runsc --oci-seccomp`"},
 	}
+	p6Series = []series{
+		{"palisade", "Palisade + runsc (`gvisor` floor as shipped): the port forwarder, a `runsc port-forward` per connection"},
+		{"runc", "containerd-shim-runc-v2 and runc: containerd dials the pod's own socket"},
+	}
 	p7Series = []series{
 		{"gvisor", "Palisade, RuntimeClass `gvisor` (config.toml's floor)"},
 		{"runc", "containerd-shim-runc-v2 and runc (the reference, no sandbox)"},
@@ -113,6 +117,7 @@ func (r *report) build() string {
 	r.p3()
 	r.p4()
 	r.p5()
+	r.p6()
 	r.p7()
 	r.monitor()
 	r.delegate()
@@ -311,6 +316,13 @@ func (r *report) p4() {
 func (r *report) p5() {
 	r.f("## P5: exec latency\n\n`ctr task exec` of `/bin/true` into a running busybox container (`sleep`).\n\n")
 	r.timeTable("p5", "ms", p5Series, "runcshim-runsc", 1)
+}
+
+func (r *report) p6() {
+	r.f("## P6: port forwarding\n\n`crictl port-forward` to busybox httpd in a pod, through containerd's CRI streaming server; Palisade's pod on gVisor (`network = \"sandbox\"`) against a runc pod in the same containerd, rounds interleaved. Setup: from dialling crictl's local port to the first byte of the answer to a GET on a new connection.\n\n")
+	r.timeTable("p6-setup", "ms", p6Series, "runc", 1)
+	r.f("Throughput of a 100 MiB download (MiB/s; above 1 is faster than runc):\n\n")
+	r.timeTable("p6-throughput", "MiB/s", p6Series, "runc", 1)
 }
 
 func (r *report) p7() {

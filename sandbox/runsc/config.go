@@ -34,6 +34,14 @@ type Config struct {
 	// DefaultCommandTimeout if empty. Without a bound a hung runsc holds its
 	// container's lock, and with it every later request for the container.
 	CommandTimeout string `toml:"command_timeout"`
+	// PortForward makes TCP connections to 127.0.0.1 in a pod's network
+	// namespace reach the pod's sandbox (package portfwd), which is how
+	// containerd's CRI port forwarding (kubectl and crictl port-forward)
+	// finds the pod's listeners. Unset: on for network "sandbox", where
+	// the pod's sockets live in gVisor's netstack; the other modes need
+	// none of it (host: the sockets are the namespace's own; none: no
+	// network), so true there is an error.
+	PortForward *bool `toml:"port_forward"`
 }
 
 // Defaults for an empty Config.
@@ -86,6 +94,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("runsc.network: unknown network %q (want sandbox, host or none)", c.Network)
 	}
+	if c.PortForward != nil && *c.PortForward && c.Network != "" && c.Network != "sandbox" {
+		return fmt.Errorf("runsc.port_forward: only network = \"sandbox\" needs it (with %q containerd reaches the pod's sockets itself)", c.Network)
+	}
 	if c.CommandTimeout != "" {
 		if d, err := time.ParseDuration(c.CommandTimeout); err != nil || d <= 0 {
 			return fmt.Errorf("runsc.command_timeout: %q is not a positive duration (such as \"30s\")", c.CommandTimeout)
@@ -112,6 +123,15 @@ func (c Config) commandTimeout() time.Duration {
 		return DefaultCommandTimeout
 	}
 	return d
+}
+
+// portForward reports whether the pods of this handler get the port
+// forwarder: port_forward as set, else on for network "sandbox".
+func (c Config) portForward() bool {
+	if c.PortForward != nil {
+		return *c.PortForward
+	}
+	return c.WithDefaults().Network == "sandbox"
 }
 
 // globalArgs are the flags given to every runsc invocation. --oci-seccomp is

@@ -36,6 +36,8 @@ func TestValidateRejects(t *testing.T) {
 		{Config{CommandTimeout: "soon"}, "runsc.command_timeout"},
 		{Config{CommandTimeout: "-1s"}, "runsc.command_timeout"},
 		{Config{CommandTimeout: "0s"}, "runsc.command_timeout"},
+		{Config{Network: "host", PortForward: ptr(true)}, "runsc.port_forward"},
+		{Config{Network: "none", PortForward: ptr(true)}, "runsc.port_forward"},
 	} {
 		err := tc.c.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -57,5 +59,29 @@ func TestCommandTimeout(t *testing.T) {
 	}
 	if got := c.commandTimeout(); got != 90*time.Second {
 		t.Errorf("command_timeout 1m30s: %v", got)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestPortForwardDefault(t *testing.T) {
+	for _, tc := range []struct {
+		c    Config
+		want bool
+	}{
+		{Config{}, true},
+		{Config{Network: "sandbox"}, true},
+		{Config{Network: "host"}, false},
+		{Config{Network: "none"}, false},
+		{Config{PortForward: ptr(false)}, false},
+		{Config{Network: "host", PortForward: ptr(false)}, false},
+		{Config{Network: "sandbox", PortForward: ptr(true)}, true},
+	} {
+		if err := tc.c.Validate(); err != nil {
+			t.Errorf("Validate(%+v): %v", tc.c, err)
+		}
+		if got := tc.c.portForward(); got != tc.want {
+			t.Errorf("portForward(network %q, port_forward %v) = %v, want %v", tc.c.Network, tc.c.PortForward, got, tc.want)
+		}
 	}
 }

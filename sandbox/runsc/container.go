@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+
+	"github.com/palisade-runtime/palisade/sandbox/runsc/portfwd"
 )
 
 // CRI annotations that runsc itself reads to place a container in a pod's
@@ -41,6 +43,9 @@ type container struct {
 	mu       sync.Mutex
 	execs    map[string]process.Process // guarded by mu
 	reserved map[string]struct{}        // exec ids being created, guarded by mu
+	// portfwd serves port forwards into a pod sandbox (portforward.go);
+	// nil for other containers. Guarded by mu.
+	portfwd *portfwd.Forwarder
 }
 
 // bundleSpec is the part of config.json this package needs; a shallow decode
@@ -51,6 +56,12 @@ type bundleSpec struct {
 	Linux       *struct {
 		MaskedPaths   []string `json:"maskedPaths"`
 		ReadonlyPaths []string `json:"readonlyPaths"`
+		// Namespaces: a pod sandbox's network namespace is where its
+		// port forwarder listens (portforward.go).
+		Namespaces []struct {
+			Type string `json:"type"`
+			Path string `json:"path"`
+		} `json:"namespaces"`
 	} `json:"linux"`
 }
 
@@ -159,7 +170,7 @@ func newContainer(ctx context.Context, s *Service, r *taskAPI.CreateTaskRequest)
 		}
 		p = pi
 	}
-	return &container{
+	c := &container{
 		id:         r.ID,
 		bundle:     r.Bundle,
 		init:       p,
@@ -168,7 +179,9 @@ func newContainer(ctx context.Context, s *Service, r *taskAPI.CreateTaskRequest)
 		sandbox:    sb,
 		execs:      map[string]process.Process{},
 		reserved:   map[string]struct{}{},
-	}, nil
+	}
+	s.startPortForward(ctx, c, bs)
+	return c, nil
 }
 
 // process returns the init ("") or an exec'd process.

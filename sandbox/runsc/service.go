@@ -407,6 +407,10 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	if r.ExecID != "" {
 		c.removeExec(r.ExecID)
 	} else {
+		// The pod's sandbox is gone; containerd removes its network
+		// namespace only after this Delete, so the rule can still be
+		// removed from it.
+		s.stopPortForward(ctx, c)
 		s.mu.Lock()
 		delete(s.containers, r.ID)
 		s.mu.Unlock()

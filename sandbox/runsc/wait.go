@@ -137,6 +137,7 @@ func (cl Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sa
 			log.G(ctx).WithError(err).WithField("id", id).Warn("read the runsc root")
 		}
 	}
+	cleanupPortForward(ctx, cfg, namespace, id, bundle)
 	if err := removeStaleLocks(root, id); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Warn("remove runsc's stale lock files")
 	}
