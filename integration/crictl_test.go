@@ -3,9 +3,11 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // criBusyboxImage is the busybox image of critest's set (served by the
@@ -34,4 +36,61 @@ func (c crictl) run(ctx context.Context, args ...string) (string, error) {
 		return "", fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// criEnv is a private containerd whose CRI serves the runtimes a test
+// names, with pods networked by the CNI plugins in a network namespace of
+// the test's own and images from a local registry in it (critest's offline
+// set), as a node would have them.
+type criEnv struct {
+	*containerdEnv
+	cri crictl
+	net *critestNet
+	dir string // the test's directory: pod configs, logs, the registry
+}
+
+// criEnvOpts says what startCRIEnv starts.
+type criEnvOpts struct {
+	name     string   // the runtime row's name, and the directory's prefix
+	tools    []string // tools the runtimes need besides containerd and crictl
+	layout   string   // the images' OCI layout; "" is critestImages
+	runtimes func(e *containerdEnv) []criRuntime
+	pull     []string // images pulled besides the pause image
+}
+
+// startCRIEnv starts the containerd of o, its network and registry, and
+// pulls o.pull; all of it goes at t's cleanup.
+func startCRIEnv(t *testing.T, o criEnvOpts) *criEnv {
+	t.Helper()
+	requireIntegration(t, append([]string{"crictl"}, o.tools...)...)
+	dir, err := os.MkdirTemp("/tmp", "pal-"+o.name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeCritestDir(t, dir) })
+	if o.layout == "" {
+		o.layout = critestImages(t)
+	}
+	n := newCritestNet(t, dir)
+	hosts := startMirror(t, n, o.layout, dir)
+	env := startContainerdFor(t, runtimeUnderTest{Name: o.name, NeedsPalisade: true, Tools: o.tools},
+		containerdOpts{
+			CRI:                true,
+			CRIRuntimesFor:     o.runtimes,
+			RegistryConfigPath: hosts,
+			SandboxImage:       critestSandboxImage,
+			CNIBinDirs:         []string{n.BinDir},
+			CNIConfDir:         n.ConfDir,
+			NetNSUnderStateDir: true,
+			NetNS:              n.Path,
+		})
+	e := &criEnv{containerdEnv: env, cri: newCrictl(t, env), net: n, dir: dir}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, img := range append([]string{critestSandboxImage}, o.pull...) {
+		if _, err := e.cri.run(ctx, "pull", img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
 }

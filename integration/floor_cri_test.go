@@ -25,15 +25,6 @@ import (
 // naming the mount, "allow" mounts it; the kubelet-like mounts pass on
 // every handler, and a pod with them runs under the shipped default handler.
 func TestFloorCRIServiceAccountToken(t *testing.T) {
-	requireIntegration(t, "runsc", "containerd-shim-runc-v2", "runc", "crictl")
-	dir, err := os.MkdirTemp("/tmp", "pal-floor-cri-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCritestDir(t, dir) })
-	kubelet := filepath.Join(dir, "kubelet")
-	net := newCritestNet(t, dir)
-	hosts := startMirror(t, net, critestImages(t), dir)
 	type handler struct{ name, backend, token string }
 	var handlers []handler
 	for _, b := range floorBackends {
@@ -41,49 +32,37 @@ func TestFloorCRIServiceAccountToken(t *testing.T) {
 			handlers = append(handlers, handler{"sa-" + tok + "-" + b, b, tok})
 		}
 	}
-	env := startContainerdFor(t, runtimeUnderTest{Name: "floor-cri", NeedsPalisade: true,
-		Tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}},
-		containerdOpts{
-			CRI: true,
-			CRIRuntimesFor: func(e *containerdEnv) []criRuntime {
-				var rs []criRuntime
-				for _, h := range handlers {
-					rt := floorRuntime(t, e, h.backend, h.name, kubelet, map[string]any{"service_account_token": h.token})
-					rs = append(rs, criRuntime{Name: h.name, Type: palisadeRuntimeType,
-						Options: map[string]any{"handler": h.name, "config_path": rt.ConfigPath}})
-				}
-				// config.toml's default handler as shipped, with this
-				// host's kubelet root: with the default /var/lib/kubelet the
-				// test's pod volumes are host paths, refused.
-				h, _ := shippedHandler(t, e, "gvisor")
-				delete(h["runsc"].(map[string]any), "flags")
-				b, err := toml.Marshal(map[string]any{"default_handler": "gvisor", "kubelet_root_dir": kubelet,
-					"handlers": map[string]any{"gvisor": h}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				path := filepath.Join(e.Dir, "shipped-default.toml")
-				if err := os.WriteFile(path, b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return append(rs, criRuntime{Name: "shipped-default", Type: palisadeRuntimeType,
-					Options: map[string]any{"config_path": path}})
-			},
-			RegistryConfigPath: hosts,
-			SandboxImage:       critestSandboxImage,
-			CNIBinDirs:         []string{net.BinDir},
-			CNIConfDir:         net.ConfDir,
-			NetNSUnderStateDir: true,
-			NetNS:              net.Path,
-		})
-	cri := newCrictl(t, env)
+	// Created before the containerd, removed after it (cleanups run last in
+	// first out).
+	kubelet := filepath.Join(t.TempDir(), "kubelet")
+	e := startCRIEnv(t, criEnvOpts{name: "floor-cri", tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}, pull: []string{criBusyboxImage},
+		runtimes: func(e *containerdEnv) []criRuntime {
+			var rs []criRuntime
+			for _, h := range handlers {
+				rt := floorRuntime(t, e, h.backend, h.name, kubelet, map[string]any{"service_account_token": h.token})
+				rs = append(rs, criRuntime{Name: h.name, Type: palisadeRuntimeType,
+					Options: map[string]any{"handler": h.name, "config_path": rt.ConfigPath}})
+			}
+			// config.toml's default handler as shipped, with this
+			// host's kubelet root: with the default /var/lib/kubelet the
+			// test's pod volumes are host paths, refused.
+			h, _ := shippedHandler(t, e, "gvisor")
+			delete(h["runsc"].(map[string]any), "flags")
+			b, err := toml.Marshal(map[string]any{"default_handler": "gvisor", "kubelet_root_dir": kubelet,
+				"handlers": map[string]any{"gvisor": h}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(e.Dir, "shipped-default.toml")
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return append(rs, criRuntime{Name: "shipped-default", Type: palisadeRuntimeType,
+				Options: map[string]any{"config_path": path}})
+		}})
+	env, cri, dir := e.containerdEnv, e.cri, e.dir
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	for _, img := range []string{critestSandboxImage, criBusyboxImage} {
-		if _, err := cri.run(ctx, "pull", img); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const tokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 	for i, h := range append(handlers, handler{"shipped-default", "runsc", "allow"}) {
 		t.Run(h.name, func(t *testing.T) {

@@ -24,38 +24,16 @@ import (
 // container running with the same pid, answering execs; when all are gone,
 // no sandbox root is left.
 func TestPrefixIDsCRI(t *testing.T) {
-	requireIntegration(t, "runsc", "crictl")
-	dir, err := os.MkdirTemp("/tmp", "pal-ids-cri-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCritestDir(t, dir) })
-	net := newCritestNet(t, dir)
-	hosts := startMirror(t, net, critestImages(t), dir)
 	const handler = "ids"
-	env := startContainerdFor(t, runtimeUnderTest{Name: "ids-cri", NeedsPalisade: true, Tools: []string{"runsc"}},
-		containerdOpts{
-			CRI: true,
-			CRIRuntimesFor: func(e *containerdEnv) []criRuntime {
-				rt := floorRuntime(t, e, "runsc", handler, "", nil)
-				return []criRuntime{{Name: handler, Type: palisadeRuntimeType,
-					Options: map[string]any{"handler": handler, "config_path": rt.ConfigPath}}}
-			},
-			RegistryConfigPath: hosts,
-			SandboxImage:       critestSandboxImage,
-			CNIBinDirs:         []string{net.BinDir},
-			CNIConfDir:         net.ConfDir,
-			NetNSUnderStateDir: true,
-			NetNS:              net.Path,
-		})
-	cri := newCrictl(t, env)
+	e := startCRIEnv(t, criEnvOpts{name: "ids-cri", tools: []string{"runsc"}, pull: []string{criBusyboxImage},
+		runtimes: func(e *containerdEnv) []criRuntime {
+			rt := floorRuntime(t, e, "runsc", handler, "", nil)
+			return []criRuntime{{Name: handler, Type: palisadeRuntimeType,
+				Options: map[string]any{"handler": handler, "config_path": rt.ConfigPath}}}
+		}})
+	env, cri, dir := e.containerdEnv, e.cri, e.dir
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	for _, img := range []string{critestSandboxImage, criBusyboxImage} {
-		if _, err := cri.run(ctx, "pull", img); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	const npods = 4
 	pods := make([]criPod, npods)

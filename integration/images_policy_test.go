@@ -65,53 +65,32 @@ func k8sCtr(ctx context.Context, t testing.TB, e *containerdEnv, args ...string)
 }
 
 func TestImagePolicy(t *testing.T) {
-	requireIntegration(t, "runsc", "crictl", "containerd-shim-runc-v2", "runc")
-	dir, err := os.MkdirTemp("/tmp", "pal-images-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCritestDir(t, dir) })
 	layout := critestImages(t)
-	net := newCritestNet(t, dir)
-	hosts := startMirror(t, net, layout, dir)
-	configs := map[string]string{}
-	env := startContainerdFor(t, runtimeUnderTest{Name: "images", NeedsPalisade: true, Tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}},
-		containerdOpts{
-			CRI: true,
-			CRIRuntimesFor: func(e *containerdEnv) []criRuntime {
-				var rs []criRuntime
-				for name, images := range imageHandlers {
-					backend := "runsc"
-					if strings.HasSuffix(name, "-runc") {
-						backend = "runc"
-					}
-					rt := floorRuntime(t, e, backend, name, "", map[string]any{"images": images})
-					configs[name] = rt.ConfigPath
-					rs = append(rs, criRuntime{Name: name, Type: palisadeRuntimeType,
-						Options: map[string]any{"handler": name, "config_path": rt.ConfigPath}})
-				}
-				return rs
-			},
-			RegistryConfigPath: hosts,
-			SandboxImage:       critestSandboxImage,
-			CNIBinDirs:         []string{net.BinDir},
-			CNIConfDir:         net.ConfDir,
-			NetNSUnderStateDir: true,
-			NetNS:              net.Path,
-		})
-	cri := newCrictl(t, env)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
 	bbDigest, err := criimages.Digest(layout, criBusyboxImage)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bbPinned := "registry.k8s.io/e2e-test-images/busybox@" + bbDigest.String()
-	for _, img := range []string{critestSandboxImage, criBusyboxImage, criNginxImage, criLatestImage, bbPinned} {
-		if _, err := cri.run(ctx, "pull", img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	configs := map[string]string{}
+	e := startCRIEnv(t, criEnvOpts{name: "images", tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}, layout: layout,
+		pull: []string{criBusyboxImage, criNginxImage, criLatestImage, bbPinned},
+		runtimes: func(e *containerdEnv) []criRuntime {
+			var rs []criRuntime
+			for name, images := range imageHandlers {
+				backend := "runsc"
+				if strings.HasSuffix(name, "-runc") {
+					backend = "runc"
+				}
+				rt := floorRuntime(t, e, backend, name, "", map[string]any{"images": images})
+				configs[name] = rt.ConfigPath
+				rs = append(rs, criRuntime{Name: name, Type: palisadeRuntimeType,
+					Options: map[string]any{"handler": name, "config_path": rt.ConfigPath}})
+			}
+			return rs
+		}})
+	env, cri, dir := e.containerdEnv, e.cri, e.dir
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
 
 	t.Run("ctr", func(t *testing.T) {
 		for i, c := range []struct {

@@ -12,45 +12,23 @@ import (
 // pods, an alert names the pod, its namespace, the container and its image
 // from the annotations CRI puts on the specs.
 func TestMonitorCRIPodMetadata(t *testing.T) {
-	requireIntegration(t, "runsc", "crictl")
-	dir, err := os.MkdirTemp("/tmp", "pal-mon-cri-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCritestDir(t, dir) })
 	alertFile, sockets := monitorDirs(t)
-	net := newCritestNet(t, dir)
-	hosts := startMirror(t, net, critestImages(t), dir)
-	env := startContainerdFor(t, runtimeUnderTest{Name: "monitor-cri", NeedsPalisade: true, Tools: []string{"runsc"}},
-		containerdOpts{
-			CRI: true,
-			CRIRuntimesFor: func(e *containerdEnv) []criRuntime {
-				rt := floorRuntime(t, e, "runsc", "mon", "", nil)
-				f, err := os.OpenFile(rt.ConfigPath, os.O_APPEND|os.O_WRONLY, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
-				if _, err := f.WriteString("\n[handlers.mon.monitoring]\nenabled = true\nalert_file = \"" + alertFile + "\"\nsocket_dir = \"" + sockets + "\"\n"); err != nil {
-					t.Fatal(err)
-				}
-				return []criRuntime{{Name: "mon", Type: palisadeRuntimeType, Options: map[string]any{"handler": "mon", "config_path": rt.ConfigPath}}}
-			},
-			RegistryConfigPath: hosts,
-			SandboxImage:       critestSandboxImage,
-			CNIBinDirs:         []string{net.BinDir},
-			CNIConfDir:         net.ConfDir,
-			NetNSUnderStateDir: true,
-			NetNS:              net.Path,
-		})
-	cri := newCrictl(t, env)
+	e := startCRIEnv(t, criEnvOpts{name: "mon-cri", tools: []string{"runsc"}, pull: []string{criBusyboxImage},
+		runtimes: func(e *containerdEnv) []criRuntime {
+			rt := floorRuntime(t, e, "runsc", "mon", "", nil)
+			f, err := os.OpenFile(rt.ConfigPath, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteString("\n[handlers.mon.monitoring]\nenabled = true\nalert_file = \"" + alertFile + "\"\nsocket_dir = \"" + sockets + "\"\n"); err != nil {
+				t.Fatal(err)
+			}
+			return []criRuntime{{Name: "mon", Type: palisadeRuntimeType, Options: map[string]any{"handler": "mon", "config_path": rt.ConfigPath}}}
+		}})
+	cri, dir := e.cri, e.dir
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	for _, img := range []string{critestSandboxImage, criBusyboxImage} {
-		if _, err := cri.run(ctx, "pull", img); err != nil {
-			t.Fatal(err)
-		}
-	}
 	podCfg := writeJSONFile(t, filepath.Join(dir, "pod.json"), map[string]any{
 		"metadata":      map[string]any{"name": "web", "namespace": "team-a", "uid": "5d1c7e0a-1b2c-4d3e-8f9a-000000000001"},
 		"log_directory": filepath.Join(dir, "logs"),

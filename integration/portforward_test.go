@@ -50,52 +50,29 @@ type pfEnv struct {
 // gvisor handler with port_forward = false.
 func startPortForwardEnv(t *testing.T, handlers ...string) *pfEnv {
 	t.Helper()
-	requireIntegration(t, "crictl", "containerd-shim-runc-v2", "runsc", "runc")
-	dir, err := os.MkdirTemp("/tmp", "pal-pf-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCritestDir(t, dir) })
-	n := newCritestNet(t, dir)
-	hosts := startMirror(t, n, critestImages(t), dir)
-	env := startContainerdFor(t, runtimeUnderTest{Name: "portforward", NeedsPalisade: true,
-		Tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}},
-		containerdOpts{
-			CRI: true,
-			CRIRuntimesFor: func(e *containerdEnv) []criRuntime {
-				var rs []criRuntime
-				for _, h := range handlers {
-					if h == "palisade-nopf" {
-						gv, _ := shippedHandler(t, e, "gvisor")
-						rs0 := gv["runsc"].(map[string]any)
-						rs0["port_forward"] = false
-						delete(rs0, "flags")
-						path := writeHandlers(t, e, "palisade-nopf.toml", h, map[string]any{h: gv})
-						rs = append(rs, criRuntime{Name: h, Type: palisadeRuntimeType,
-							Options: map[string]any{"handler": h, "config_path": path}})
-						continue
-					}
-					ch, ok := critestHandlers()[h]
-					if !ok {
-						t.Fatalf("unknown handler %q", h)
-					}
-					rs = append(rs, ch.entry(t, e))
+	e := startCRIEnv(t, criEnvOpts{name: "pf", tools: []string{"runsc", "containerd-shim-runc-v2", "runc"}, pull: []string{criBusyboxImage},
+		runtimes: func(e *containerdEnv) []criRuntime {
+			var rs []criRuntime
+			for _, h := range handlers {
+				if h == "palisade-nopf" {
+					gv, _ := shippedHandler(t, e, "gvisor")
+					rs0 := gv["runsc"].(map[string]any)
+					rs0["port_forward"] = false
+					delete(rs0, "flags")
+					path := writeHandlers(t, e, "palisade-nopf.toml", h, map[string]any{h: gv})
+					rs = append(rs, criRuntime{Name: h, Type: palisadeRuntimeType,
+						Options: map[string]any{"handler": h, "config_path": path}})
+					continue
 				}
-				return rs
-			},
-			RegistryConfigPath: hosts,
-			SandboxImage:       critestSandboxImage,
-			CNIBinDirs:         []string{n.BinDir},
-			CNIConfDir:         n.ConfDir,
-			NetNSUnderStateDir: true,
-			NetNS:              n.Path,
-		})
-	p := &pfEnv{env: env, net: n, cri: newCrictl(t, env), dir: dir}
-	for _, img := range []string{critestSandboxImage, criBusyboxImage} {
-		if _, err := p.cri.run(context.Background(), "pull", img); err != nil {
-			t.Fatal(err)
-		}
-	}
+				ch, ok := critestHandlers()[h]
+				if !ok {
+					t.Fatalf("unknown handler %q", h)
+				}
+				rs = append(rs, ch.entry(t, e))
+			}
+			return rs
+		}})
+	p := &pfEnv{env: e.containerdEnv, net: e.net, cri: e.cri, dir: e.dir}
 	return p
 }
 
