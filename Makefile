@@ -40,7 +40,7 @@ unit: ## unit tests, golden tests and short fuzz runs of every package but integ
 	$(GO) test -count=1 $(shell $(GO) list ./... | grep -v /integration) ./integration/readmesample ./integration/k8s/
 
 integration: build tools critest-tools kube-tools ## integration tests against real containerd, ctr and runsc (root)
-	$(GO) test -count=1 -timeout 45m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 60m -v ./integration/ 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
 apparmor-vm: build tools ## boot Debian's cloud kernel under qemu (TCG) and prove AppArmor enforcement there (also part of integration)
 	$(GO) test -count=1 -timeout 15m -v -run '^TestAppArmorVM$$' ./integration/
