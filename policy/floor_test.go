@@ -125,6 +125,10 @@ func checkFloorPromise(t *testing.T, out *specs.Spec, cfg Config, s Support) {
 			fail("mounts[%d]: propagation %s kept", i, propagation(m.Options))
 		}
 	}
+	// image
+	if why := imagePromiseBroken(cfg.Images, s.Image); why != "" {
+		fail("image: %s", why)
+	}
 }
 
 func dotted(k string) string {
@@ -248,6 +252,7 @@ func TestPropertyFloorPromise(t *testing.T) {
 		{HostPaths: []string{"/data", "/srv"}, HostPathsReadOnly: &no, HostPropagation: true, Devices: []string{"/dev/fuse"},
 			Sysctls: []string{"net.*", "kernel.msgmax"}, HostNamespaces: []string{"network", "ipc"}},
 		{HostPaths: []string{"/data"}, HostPathsReadOnly: &yes, Mode: ModeComplain},
+		{Images: propImages},
 	}
 	gvisor := propSupport()
 	gvisor.IsolatedNamespaces = []string{"pid", "ipc", "uts", "mount"}
@@ -263,6 +268,7 @@ func TestPropertyFloorPromise(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.Image = randomImageFacts(r)
 		spec := randomSpec(r)
 		before := marshalSpec(spec)
 		_, err = Enforce(spec, fl, s)
@@ -277,10 +283,13 @@ func TestPropertyFloorPromise(t *testing.T) {
 			continue
 		}
 		counts["enforced"]++
+		if cfg.Images.active() {
+			counts["enforced with an image policy"]++
+		}
 		checkFloorPromise(t, spec, cfg, s)
 	}
 	t.Logf("%v", counts)
-	if counts["refused"] == 0 || counts["enforced"] == 0 {
+	if counts["refused"] == 0 || counts["enforced"] == 0 || counts["enforced with an image policy"] == 0 {
 		t.Fatalf("the random requests do not exercise both outcomes: %v", counts)
 	}
 }

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -271,9 +274,7 @@ func FuzzImageControlFailsClosed(f *testing.F) {
 	f.Add("", "", true, false, "", true)
 	f.Add("registry.example.com/app@"+dgA, dgA, false, false, "connection refused", false)
 	f.Add("registry.example.com/bad/app@"+dgA, dgA, false, false, "", false)
-	cfg := Config{Images: ImagesConfig{Allow: []string{"registry.example.com/**"}, Deny: []string{"registry.example.com/bad/**"},
-		RequireDigest: true, Digests: []string{dgB}, DenyLatest: true, SandboxAllow: []string{"registry.k8s.io/pause:*"}}}
-	floor, err := NewFloor(cfg, nil)
+	floor, err := NewFloor(Config{Images: propImages}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -282,31 +283,128 @@ func FuzzImageControlFailsClosed(f *testing.F) {
 		if !nilFacts {
 			s.Image = &ImageFacts{Requested: requested, Digest: digest, Rootfs: rootfs, Sandbox: sandbox, Err: why}
 		}
-		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
-			{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
-			{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace}}}}
-		_, err := enforce(spec, floor, s, "amd64")
+		_, err := enforce(plainSpec(), floor, s, "amd64")
 		if err != nil {
 			if !errors.Is(err, ErrRefused) {
 				t.Fatalf("not a refusal: %v", err)
 			}
 			return
 		}
-		{
-			ref, perr := ParseImageRef(requested)
-			switch {
-			case nilFacts || why != "" || rootfs:
-				t.Fatalf("ran with facts %+v (nil %v)", s.Image, nilFacts)
-			case perr != nil:
-				t.Fatalf("ran an unparsable reference %q", requested)
-			case strings.HasPrefix(ref.Path, "bad/"):
-				t.Fatalf("ran denied %s", ref)
-			case sandbox && !(ref.Domain == "registry.k8s.io" && ref.Path == "pause" && ref.Tag != ""):
-				t.Fatalf("ran sandbox image %s", ref)
-			case !sandbox && (ref.Domain != "registry.example.com" || ref.Latest() ||
-				!(ref.Digest != "" && ref.Digest == digest || digest == dgB)):
-				t.Fatalf("ran %s with digest %q", ref, digest)
-			}
+		if why := imagePromiseBroken(propImages, s.Image); why != "" {
+			t.Fatalf("%s (facts %+v)", why, s.Image)
 		}
 	})
+}
+
+// propImages is the image policy of the whole-spec property test: every
+// rule at once.
+var propImages = ImagesConfig{Allow: []string{"registry.example.com/**"}, Deny: []string{"registry.example.com/bad/**"},
+	RequireDigest: true, Digests: []string{dgB}, DenyLatest: true, SandboxAllow: []string{"registry.k8s.io/pause:*"}}
+
+// randomImageFacts is what the shim's edge might report: confirmed or not,
+// an image or a root file system, a pod's sandbox or not, pinned or not.
+func randomImageFacts(r *rand.Rand) *ImageFacts {
+	if r.IntN(10) == 0 {
+		return nil
+	}
+	refs := []string{"registry.example.com/app@" + dgA, "registry.example.com/app:1", "registry.example.com/app",
+		"registry.example.com/app:latest", "registry.example.com/bad/app@" + dgA, "docker.io/library/nginx@" + dgA,
+		"registry.k8s.io/pause:3.10", "registry.k8s.io/pause", "REGISTRY.example.com/a/b/c:2", "not a ref"}
+	digests := []string{dgA, dgB, ""}
+	f := &ImageFacts{Requested: refs[r.IntN(len(refs))], Digest: digests[r.IntN(len(digests))],
+		Rootfs: r.IntN(8) == 0, Sandbox: r.IntN(4) == 0}
+	if r.IntN(8) == 0 {
+		f.Err = "connection refused"
+	}
+	return f
+}
+
+// imagePromiseBroken says how a container that ran breaks the image
+// policy c, given the facts the edge reported; "" when it does not. It
+// restates the rules independently of imagePolicy.judge: with a policy, a
+// container runs only on facts containerd confirmed, with an image no deny
+// pattern matches that is allowed (sandbox_allow for a pod's sandbox
+// image), not latest under deny_latest, and pinned or listed under
+// require_digest; or with no image where allow_rootfs says so.
+func imagePromiseBroken(c ImagesConfig, f *ImageFacts) string {
+	if !c.active() {
+		return ""
+	}
+	switch {
+	case f == nil:
+		return "ran without image facts"
+	case f.Err != "":
+		return "ran on facts containerd did not confirm: " + f.Err
+	case f.Rootfs && !c.AllowRootfs:
+		return "ran without an image under allow_rootfs = false"
+	case f.Rootfs:
+		return ""
+	}
+	ref, err := ParseImageRef(f.Requested)
+	if err != nil {
+		return fmt.Sprintf("ran the unparsable reference %q", f.Requested)
+	}
+	matches := func(patterns []string) bool {
+		return slices.ContainsFunc(patterns, func(raw string) bool {
+			p, err := parseImagePattern(raw)
+			return err == nil && p.match(ref)
+		})
+	}
+	switch {
+	case ref.Digest != "" && f.Digest != "" && ref.Digest != f.Digest:
+		return fmt.Sprintf("ran %s whose digest in containerd is %s", ref, f.Digest)
+	case matches(c.Deny):
+		return fmt.Sprintf("ran denied %s", ref)
+	case f.Sandbox && c.SandboxAllow != nil:
+		if !matches(c.SandboxAllow) {
+			return fmt.Sprintf("ran sandbox image %s outside sandbox_allow", ref)
+		}
+		return ""
+	case c.Allow != nil && !matches(c.Allow):
+		return fmt.Sprintf("ran %s outside allow", ref)
+	case c.DenyLatest && ref.Latest():
+		return fmt.Sprintf("ran %s, latest", ref)
+	case c.RequireDigest && !(ref.Digest != "" && ref.Digest == f.Digest || f.Digest != "" && slices.Contains(c.Digests, f.Digest)):
+		return fmt.Sprintf("ran %s, neither pinned nor listed (digest %q)", ref, f.Digest)
+	}
+	return ""
+}
+
+// plainSpec asks for nothing the whole-spec controls refuse: what is left
+// to judge is the image.
+func plainSpec() *specs.Spec {
+	return &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+		{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace}}}}
+}
+
+// TestPropertyImagePromise: over random facts from the edge, a container
+// with a plain spec runs only when imagePromiseBroken finds nothing; both
+// outcomes occur (the whole-spec property test states the same promise,
+// but its hostile specs are mostly refused before the image counts).
+func TestPropertyImagePromise(t *testing.T) {
+	floor, err := NewFloor(Config{Images: propImages}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for seed := range 3000 {
+		r := rand.New(rand.NewPCG(uint64(seed), 17))
+		s := Support{Backend: "test", Image: randomImageFacts(r)}
+		if _, err := enforce(plainSpec(), floor, s, "amd64"); err != nil {
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("seed %d: not a refusal: %v", seed, err)
+			}
+			counts["refused"]++
+			continue
+		}
+		counts["ran"]++
+		if why := imagePromiseBroken(propImages, s.Image); why != "" {
+			t.Fatalf("seed %d: %s (facts %+v)", seed, why, s.Image)
+		}
+	}
+	t.Logf("%v", counts)
+	if counts["refused"] == 0 || counts["ran"] < 50 {
+		t.Fatalf("the random facts do not exercise both outcomes: %v", counts)
+	}
 }
