@@ -94,3 +94,32 @@ func startCRIEnv(t *testing.T, o criEnvOpts) *criEnv {
 	}
 	return e
 }
+
+// runPodContainer runs a pod sandbox from podCfg on runtime, creates the
+// container of ctrCfg in it and starts it; pod and container are stopped
+// and removed at t's cleanup. It returns their IDs and StartContainer's
+// error: containerd's CRI creates the task, where the floor runs, there.
+func (c crictl) runPodContainer(ctx context.Context, t *testing.T, runtime, podCfg, ctrCfg string) (podID, ctrID string, startErr error) {
+	t.Helper()
+	podID, err := c.run(ctx, "runp", "--runtime", runtime, podCfg)
+	if err != nil {
+		t.Fatalf("runp: %v", err)
+	}
+	t.Cleanup(func() {
+		c.run(ctx, "stopp", podID)
+		if _, err := c.run(ctx, "rmp", podID); err != nil {
+			t.Errorf("rmp: %v", err)
+		}
+	})
+	if ctrID, err = c.run(ctx, "create", podID, ctrCfg, podCfg); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() {
+		c.run(ctx, "stop", ctrID)
+		if _, err := c.run(ctx, "rm", ctrID); err != nil {
+			t.Errorf("rm: %v", err)
+		}
+	})
+	_, err = c.run(ctx, "start", ctrID)
+	return podID, ctrID, err
+}

@@ -97,29 +97,7 @@ func TestFloorCRIServiceAccountToken(t *testing.T) {
 					{"container_path": tokenDir, "host_path": vol, "readonly": true},
 				},
 			})
-			podID, err := cri.run(ctx, "runp", "--runtime", h.name, podCfg)
-			if err != nil {
-				t.Fatalf("runp: %v", err)
-			}
-			defer func() {
-				cri.run(ctx, "stopp", podID)
-				if _, err := cri.run(ctx, "rmp", podID); err != nil {
-					t.Errorf("rmp: %v", err)
-				}
-			}()
-			ctrID, err := cri.run(ctx, "create", podID, ctrCfg, podCfg)
-			if err != nil {
-				t.Fatalf("create: %v", err)
-			}
-			defer func() {
-				cri.run(ctx, "stop", ctrID)
-				if _, err := cri.run(ctx, "rm", ctrID); err != nil {
-					t.Errorf("rm: %v", err)
-				}
-			}()
-			// containerd's CRI creates the task, which is where the floor
-			// runs, in StartContainer.
-			_, err = cri.run(ctx, "start", ctrID)
+			_, ctrID, err := cri.runPodContainer(ctx, t, h.name, podCfg, ctrCfg)
 			if h.token == "refuse" {
 				if err == nil || !strings.Contains(err.Error(), "service-account token") || !strings.Contains(err.Error(), tokenDir) {
 					t.Errorf("refuse: want StartContainer refused naming the token mount, got %v", err)

@@ -27,8 +27,9 @@ func TestMonitorCRIPodMetadata(t *testing.T) {
 			return []criRuntime{{Name: "mon", Type: palisadeRuntimeType, Options: map[string]any{"handler": "mon", "config_path": rt.ConfigPath}}}
 		}})
 	cri, dir := e.cri, e.dir
+	// Canceled after the pod's cleanup, which uses it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	podCfg := writeJSONFile(t, filepath.Join(dir, "pod.json"), map[string]any{
 		"metadata":      map[string]any{"name": "web", "namespace": "team-a", "uid": "5d1c7e0a-1b2c-4d3e-8f9a-000000000001"},
 		"log_directory": filepath.Join(dir, "logs"),
@@ -39,27 +40,8 @@ func TestMonitorCRIPodMetadata(t *testing.T) {
 		"command":  []string{"sh", "-c", "touch /etc/x; sleep 3600"},
 		"log_path": "app.log",
 	})
-	podID, err := cri.run(ctx, "runp", "--runtime", "mon", podCfg)
+	_, ctrID, err := cri.runPodContainer(ctx, t, "mon", podCfg, ctrCfg)
 	if err != nil {
-		t.Fatalf("runp: %v", err)
-	}
-	defer func() {
-		cri.run(ctx, "stopp", podID)
-		if _, err := cri.run(ctx, "rmp", podID); err != nil {
-			t.Errorf("rmp: %v", err)
-		}
-	}()
-	ctrID, err := cri.run(ctx, "create", podID, ctrCfg, podCfg)
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
-	defer func() {
-		cri.run(ctx, "stop", ctrID)
-		if _, err := cri.run(ctx, "rm", ctrID); err != nil {
-			t.Errorf("rm: %v", err)
-		}
-	}()
-	if _, err := cri.run(ctx, "start", ctrID); err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	a := waitAlert(t, alertFile, "Write below etc", func(a alert) bool { return a.OutputFields["container.id"] == ctrID })
