@@ -117,11 +117,7 @@ func TestFloorCRIServiceAccountToken(t *testing.T) {
 				if strings.Contains(out, "test-token") || !strings.Contains(out, "token=absent") {
 					t.Errorf("strip: the token is readable inside: %q", out)
 				}
-				b, err := os.ReadFile(filepath.Join(env.StateDir, "io.containerd.runtime.v2.task", "k8s.io", ctrID, "palisade-decision.json"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				rec := string(b)
+				rec := decisionRecordIn(t, env.StateDir, "k8s.io", ctrID)
 				if !strings.Contains(rec, `"service_account_token"`) || !strings.Contains(rec, tokenDir) {
 					t.Errorf("strip: the decision record does not name the stripped mount:\n%s", rec)
 				}

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/palisade-runtime/palisade/policy"
-	"github.com/palisade-runtime/palisade/shim"
 )
 
 // TestPrefixIDsCRI: issue 13 through containerd's CRI, where sandbox and
@@ -58,7 +54,7 @@ func TestPrefixIDsCRI(t *testing.T) {
 			t.Errorf("runsc root of pod %s holds %q, want its sandbox and containers %q", p.id[:12], ids, want)
 		}
 		for i, c := range p.ctrs {
-			d := readDecision(t, filepath.Join(env.StateDir, "io.containerd.runtime.v2.task", "k8s.io", c))
+			d := readDecision(t, env.StateDir, "k8s.io", c)
 			if d.Pod == nil || d.Pod.Name != p.name || d.Pod.Namespace != "ids" || d.Pod.Container != "ab"[i:i+1] {
 				t.Errorf("decision record of %s names pod %+v, want ids/%s container %s", c[:12], d.Pod, p.name, "ab"[i:i+1])
 			}
@@ -171,20 +167,6 @@ func criExecOK(ctx context.Context, t *testing.T, cri crictl, ctr, script string
 		t.Fatalf("exec in %s: %v", ctr[:12], err)
 	}
 	return strings.TrimSpace(out)
-}
-
-// readDecision reads the decision record in a container's bundle.
-func readDecision(t *testing.T, bundle string) policy.Decision {
-	t.Helper()
-	var d policy.Decision
-	b, err := os.ReadFile(filepath.Join(bundle, shim.DecisionFile))
-	if err == nil {
-		err = json.Unmarshal(b, &d)
-	}
-	if err != nil {
-		t.Fatalf("decision record: %v", err)
-	}
-	return d
 }
 
 // stateIDsIn lists the container IDs runsc keeps state for in root (its

@@ -208,11 +208,7 @@ func TestImagePolicy(t *testing.T) {
 			case c.refused != "" && (err == nil || !strings.Contains(err.Error(), c.refused) || !strings.Contains(err.Error(), `handler "`+c.handler+`"`)):
 				t.Errorf("%s: %v, want a refusal naming %q and the handler", name, err, c.refused)
 			case c.refused == "":
-				rec, err := os.ReadFile(filepath.Join(env.StateDir, "io.containerd.runtime.v2.task", "k8s.io", ctrID, "palisade-decision.json"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !strings.Contains(string(rec), `"name": "image"`) || !strings.Contains(string(rec), "sha256:") {
+				if rec := decisionRecordIn(t, env.StateDir, "k8s.io", ctrID); !strings.Contains(rec, `"name": "image"`) || !strings.Contains(rec, "sha256:") {
 					t.Errorf("%s: the decision record has no image control with a digest:\n%s", name, rec)
 				}
 			}

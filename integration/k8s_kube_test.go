@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/palisade-runtime/palisade/integration/internal/hostcheck"
 	"github.com/palisade-runtime/palisade/integration/k8s"
-	"github.com/palisade-runtime/palisade/policy"
-	"github.com/palisade-runtime/palisade/shim"
 )
 
 // kube runs kubectl against the end-to-end cluster for one (sub)test.
@@ -147,14 +144,7 @@ func (k *kube) checkDecision(p pod, handler string) {
 	k.t.Helper()
 	for _, cs := range p.Status.ContainerStatuses {
 		id := strings.TrimPrefix(cs.ContainerID, "containerd://")
-		b, err := os.ReadFile(filepath.Join(k.c.Dirs().ContainerdState, "io.containerd.runtime.v2.task", "k8s.io", id, shim.DecisionFile))
-		var d policy.Decision
-		if err == nil {
-			err = json.Unmarshal(b, &d)
-		}
-		switch {
-		case err != nil:
-			k.t.Errorf("%s/%s: decision record: %v", p.Metadata.Name, cs.Name, err)
+		switch d := readDecision(k.t, k.c.Dirs().ContainerdState, "k8s.io", id); {
 		case d.Handler != handler:
 			k.t.Errorf("%s/%s: decision record handler %q, want %q", p.Metadata.Name, cs.Name, d.Handler, handler)
 		case d.Pod == nil || d.Pod.Name != p.Metadata.Name || d.Pod.Namespace != p.Metadata.Namespace || d.Pod.Container != cs.Name:

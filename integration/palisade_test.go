@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/palisade-runtime/palisade/policy"
+	"github.com/palisade-runtime/palisade/shim"
 )
 
 // palisadeRunsc is Palisade on gVisor with the handler policy given as the
@@ -155,11 +159,28 @@ func skipPodLimit(t *testing.T, rt runtimeUnderTest) {
 // decisionRecord reads the decision record Palisade left in a bundle.
 func decisionRecord(t testing.TB, e *containerdEnv, id string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.StateDir, "io.containerd.runtime.v2.task", e.Namespace, id, "palisade-decision.json"))
+	return decisionRecordIn(t, e.StateDir, e.Namespace, id)
+}
+
+// decisionRecordIn reads the decision record of container id in namespace
+// ns of the containerd whose state directory is stateDir.
+func decisionRecordIn(t testing.TB, stateDir, ns, id string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(stateDir, "io.containerd.runtime.v2.task", ns, id, shim.DecisionFile))
 	if err != nil {
 		t.Fatalf("decision record of %s: %v", id, err)
 	}
 	return string(b)
+}
+
+// readDecision decodes the decision record of decisionRecordIn.
+func readDecision(t testing.TB, stateDir, ns, id string) policy.Decision {
+	t.Helper()
+	var d policy.Decision
+	if err := json.Unmarshal([]byte(decisionRecordIn(t, stateDir, ns, id)), &d); err != nil {
+		t.Fatalf("decision record of %s: %v", id, err)
+	}
+	return d
 }
 
 // statusField returns the value of a /proc/self/status line such as "Seccomp".
