@@ -27,7 +27,11 @@ require (
 	gvisor.dev/gvisor v0.0.0-20260527191743-a81fd9dd382e
 )
 
-require gotest.tools/v3 v3.5.2 // indirect
+require (
+	golang.org/x/exp v0.0.0-20250711185948-6ae5c78190dc // indirect
+	golang.org/x/time v0.16.0 // indirect
+	gotest.tools/v3 v3.5.2 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.2 // indirect

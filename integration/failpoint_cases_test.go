@@ -163,19 +163,20 @@ func fpPodCreate(t *testing.T, f *fpEnv) {
 	f.stopAndDelete(t, pause)
 }
 
-// fpPodWait: `runsc wait`, through which Palisade learns that a pod's
-// second container ended (its pid is the sandbox's), fails at once. The
-// container is then reported ended (137); it must then really have ended,
-// the rest of the pod untouched, and deleting both must work.
+// fpPodWait: the wait through which Palisade learns that a pod's second
+// container ended (its pid is the sandbox's) cannot reach the sandbox: the
+// control socket recorded in the container's runsc state is gone once it
+// started. The container is then reported ended (137); it must then really
+// have ended, the rest of the pod untouched, and deleting both must work.
 func fpPodWait(t *testing.T, f *fpEnv) {
 	pause := f.env.runInPod(t, f.rt, "pod", "sandbox", "pod", "/bin/sleep", "600")
 	pause.waitStatus(t, "RUNNING", 20*time.Second)
 	l := watchEvents(t, f.env, "app")
-	f.fp.arm(t, fpRule{Command: "wait", Action: "fail"})
+	f.fp.arm(t, fpRule{Command: "start", Action: "unlink-socket-after", Times: 1})
 	app := f.env.runInPod(t, f.rt, "pod", "container", "app", "/bin/sleep", "600")
 	app.waitStatus(t, "STOPPED", 20*time.Second)
-	if n := f.fp.fired(t, "wait"); n != 1 {
-		t.Errorf("the wait rule fired %d times, want 1", n)
+	if n := f.fp.fired(t, "start"); n != 1 {
+		t.Errorf("the start rule fired %d times, want 1", n)
 	}
 	f.fp.arm(t)
 	if code := waitExit(t, f.env, "app"); code != 137 {

@@ -370,9 +370,9 @@ func fpCases() []fpCase {
 		}},
 		fpCase{name: "state", run: fpState},
 		fpCase{name: "pod-create-fail-after", run: fpPodCreate, skip: noPods},
-		fpCase{name: "pod-wait-fail", run: fpPodWait, skip: func(r fpRow) string {
+		fpCase{name: "pod-wait-lost", run: fpPodWait, skip: func(r fpRow) string {
 			if r.rt.Name != rowRunsc {
-				return "only Palisade's runsc backend runs runsc wait (for a pod's second container)"
+				return "only Palisade's runsc backend waits in the sandbox (for a pod's second container)"
 			}
 			return ""
 		}},

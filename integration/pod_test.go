@@ -31,7 +31,7 @@ func palisadeShims(t testing.TB, e *containerdEnv) []string {
 }
 
 // TestPodGrouping: the containers of one pod share one shim and one gVisor
-// sandbox; a pod container's exit (reported through runsc wait) leaves the
+// sandbox; a pod container's exit (reported by a wait in the sandbox) leaves the
 // pod running; the pod's first container ends the sandbox.
 func TestPodGrouping(t *testing.T) {
 	for _, rt := range palisadeBackends() {
@@ -77,7 +77,7 @@ func TestPodGrouping(t *testing.T) {
 }
 
 // TestPodContainerExitCode: the exit status of a pod container comes from
-// runsc wait and reaches ctr.
+// the wait in its sandbox and reaches ctr.
 func TestPodContainerExitCode(t *testing.T) {
 	for _, rt := range palisadeBackends() {
 		t.Run(rt.Name, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestPodContainerExitCode(t *testing.T) {
 // its root (/proc/PID/root). That keeps the exited container's gofer alive,
 // so a design that waited for the gofer's exit to learn of the container's
 // (tried, and measured in docs/benchmarks.md) would report it running for
-// as long as the shell stays; `runsc wait` reports it when it ends.
+// as long as the shell stays; the wait in the sandbox reports it when it ends.
 func TestPodContainerExitWhileRootHeld(t *testing.T) {
 	rt := palisadeRunsc(rowRunsc, floorFor(rowRunsc))
 	env := startContainerdFor(t, rt, containerdOpts{})

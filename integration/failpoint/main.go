@@ -21,7 +21,12 @@
 //   - hang: do not run the runtime; sleep until killed (at most hangLimit);
 //   - fail-after: run the runtime to its end, then exit 1 whatever it did (a
 //     runtime that did the work but reported a failure);
-//   - hang-after: run the runtime to its end, then sleep as hang does.
+//   - hang-after: run the runtime to its end, then sleep as hang does;
+//   - unlink-socket-after (runsc only): run the runtime to its end, then
+//     point the sandbox's control socket recorded in the container's state
+//     file (in --root, the container being the last argument) at a path that
+//     does not exist: a caller that reads the state file to reach the
+//     sandbox cannot, while runsc itself still finds the socket in --root.
 //
 // times, if not zero, is how often the rule fires; later matches run the
 // runtime. Every invocation is recorded, one JSON line each, in the control
@@ -37,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -71,10 +77,16 @@ var valueFlags = map[string]bool{"root": true, "log": true, "log-format": true, 
 
 // subcommand finds the runtime subcommand in args and the --log file.
 func subcommand(args []string) (cmd, logFile string) {
+	cmd, logFile, _ = parseArgs(args)
+	return cmd, logFile
+}
+
+// parseArgs finds the runtime subcommand, the --log file and the --root.
+func parseArgs(args []string) (cmd, logFile, root string) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if !strings.HasPrefix(a, "-") {
-			return a, logFile
+			return a, logFile, root
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !hasValue && valueFlags[name] && i+1 < len(args) {
@@ -84,8 +96,11 @@ func subcommand(args []string) (cmd, logFile string) {
 		if name == "log" && hasValue {
 			logFile = value
 		}
+		if name == "root" && hasValue {
+			root = value
+		}
 	}
-	return "", logFile
+	return "", logFile, root
 }
 
 func main() {
@@ -115,6 +130,18 @@ func main() {
 		fail(logFile, cmd)
 	case "hang":
 		hang()
+	case "unlink-socket-after":
+		c := exec.Command(runtime, args...)
+		c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := c.Run(); err != nil {
+			os.Exit(1)
+		}
+		_, _, root := parseArgs(args)
+		if err := unlinkSocket(root, args[len(args)-1]); err != nil {
+			fmt.Fprintf(os.Stderr, "runtime-failpoint: %v\n", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
 	case "fail-after", "hang-after":
 		c := exec.Command(runtime, args...)
 		c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -188,6 +215,32 @@ func fail(logFile, cmd string) {
 	}
 	fmt.Fprintln(os.Stderr, msg)
 	os.Exit(1)
+}
+
+// unlinkSocket rewrites id's runsc state file in root so that the control
+// socket it records does not exist; the rest of the state is kept as it is.
+func unlinkSocket(root, id string) error {
+	files, err := filepath.Glob(filepath.Join(root, id+"_sandbox:*.state"))
+	if err != nil || len(files) != 1 {
+		return fmt.Errorf("state file of %s in %s: %v %v", id, root, files, err)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		return err
+	}
+	var state map[string]any
+	if err := json.Unmarshal(b, &state); err != nil {
+		return err
+	}
+	sb, ok := state["sandbox"].(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: no sandbox", files[0])
+	}
+	sb["controlSocketPath"] = "/nonexistent/failpoint/" + filepath.Base(fmt.Sprint(sb["controlSocketPath"]))
+	if b, err = json.Marshal(state); err != nil {
+		return err
+	}
+	return os.WriteFile(files[0], b, 0o640)
 }
 
 // hang sleeps until a signal that ends the process, or hangLimit.

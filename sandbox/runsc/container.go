@@ -34,7 +34,7 @@ type container struct {
 	execParent *process.Init
 	// sub is true for a container that joins an existing pod sandbox. Its
 	// pid file names the sandbox process, which outlives it, so its exit comes
-	// from `runsc wait` instead of the reaper.
+	// from a wait in the sandbox (ctlwait.go) instead of the reaper.
 	sub bool
 	// sandbox is the id of the pod sandbox the container runs in (its own
 	// for a pod's first container or a lone one).

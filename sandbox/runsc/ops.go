@@ -141,7 +141,7 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypbE
 
 // killedFinished reports whether a kill failed because the process had
 // already ended: runsc says "sandbox is not running" for a root container,
-// "no such process" for a pod container whose exit runsc wait has not
+// "no such process" for a pod container whose exit the sandbox has not
 // reported yet, and "loading container: file does not exist" (or, racing
 // the removal, "loading container: open <root>/<id>.state: no such file or
 // directory") once the pod container is gone from the sandbox (containerd's

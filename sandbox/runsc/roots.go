@@ -120,6 +120,31 @@ func (s *Service) checkSiblings(id, sandbox string) error {
 
 // stateIDs lists the container IDs that have a runsc state file in root.
 func stateIDs(root string) ([]string, error) {
+	files, err := stateFiles(root)
+	var ids []string
+	for id := range files {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, err
+}
+
+// stateFile is the path of id's runsc state file in root.
+func stateFile(root, id string) (string, error) {
+	files, err := stateFiles(root)
+	if err != nil {
+		return "", err
+	}
+	f, ok := files[id]
+	if !ok {
+		return "", fmt.Errorf("no runsc state of %s in %s: %w", id, root, os.ErrNotExist)
+	}
+	return f, nil
+}
+
+// stateFiles maps the container IDs that have a runsc state file in root to
+// that file.
+func stateFiles(root string) (map[string]string, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -127,13 +152,13 @@ func stateIDs(root string) ([]string, error) {
 		}
 		return nil, err
 	}
-	var ids []string
+	files := map[string]string{}
 	for _, e := range entries {
 		if name, ok := strings.CutSuffix(e.Name(), ".state"); ok {
 			if id, _, ok := strings.Cut(name, "_sandbox:"); ok {
-				ids = append(ids, id)
+				files[id] = filepath.Join(root, e.Name())
 			}
 		}
 	}
-	return ids, nil
+	return files, nil
 }

@@ -289,7 +289,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		Pid:         uint32(c.init.Pid()),
 	})
 	if c.sub {
-		// The pid is the pod's sandbox; this container's end comes from runsc wait.
+		// The pid is the pod's sandbox; this container's end comes from a wait in the sandbox.
 		s.exits.abandon(w, nil, "")
 	} else {
 		// Watch before start, so an OOM right at start is not missed.

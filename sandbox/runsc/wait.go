@@ -2,7 +2,6 @@ package runsc
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -24,12 +23,13 @@ import (
 const sandboxGone = 128 + int(unix.SIGKILL)
 
 // waitSubcontainer waits for a container that shares a pod's sandbox. Its
-// pid is the sandbox's, which lives on, so the reaper cannot tell.
+// pid is the sandbox's, which lives on, so the reaper cannot tell; the
+// sandbox itself is asked (ctlwait.go).
 func (s *Service) waitSubcontainer(ctx context.Context, c *container) {
 	ctx = context.WithoutCancel(ctx)
-	status, err := runscWait(ctx, s.client(c.sandbox, c.bundle), s.cfg.Binary, c.id)
+	status, err := sandboxWait(s.cfg.sandboxRoot(s.env.Namespace, c.sandbox), c.id)
 	if err != nil {
-		log.G(ctx).WithError(err).WithField("id", c.id).Error("runsc wait failed; killing the container and reporting it killed")
+		log.G(ctx).WithError(err).WithField("id", c.id).Error("waiting in the sandbox failed; killing the container and reporting it killed")
 		s.killUnwatched(ctx, c)
 		status = sandboxGone
 	}
@@ -45,33 +45,8 @@ func (s *Service) killUnwatched(ctx context.Context, c *container) {
 	defer cancel()
 	err := c.init.Runtime().Kill(ctx, c.id, int(unix.SIGKILL), &gorunc.KillOpts{All: true})
 	if err != nil && !isNotExist(err) {
-		log.G(ctx).WithError(err).WithField("id", c.id).Error("kill a pod container that runsc wait lost")
+		log.G(ctx).WithError(err).WithField("id", c.id).Error("kill a pod container whose wait in the sandbox was lost")
 	}
-}
-
-// runscWait runs `runsc wait id`. It goes through go-runc's Monitor (the
-// shim's reaper) because the reaper, not exec.Cmd, collects the child.
-// binary is runsc itself: waiting starts no host process that would need
-// confinement.
-func runscWait(ctx context.Context, r *gorunc.Runc, binary, id string) (int, error) {
-	args := []string{}
-	if r.Root != "" {
-		args = append(args, "--root", r.Root)
-	}
-	args = append(args, r.ExtraArgs...)
-	args = append(args, "wait", id)
-	cmd := exec.CommandContext(ctx, binary, args...)
-	out, err := outputMonitored(cmd)
-	if err != nil {
-		return 0, fmt.Errorf("runsc wait %s: %w: %s", id, err, out)
-	}
-	var res struct {
-		ExitStatus int `json:"exitStatus"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, fmt.Errorf("decode runsc wait output %q: %w", out, err)
-	}
-	return res.ExitStatus, nil
 }
 
 func outputMonitored(cmd *exec.Cmd) ([]byte, error) {
