@@ -132,6 +132,7 @@ stats() { # metric series -> "median min max n"
 		awk '{v[NR]=$1} END {if (!NR) {print "- - - 0"; exit}; m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.1f %.1f %.1f %d\n", m, v[1], v[NR], NR}'
 }
 median() { stats "$1" "$2" | cut -d' ' -f1; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", a - b}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0) print "-"; else printf "%.3f", a / b}'; }
 table() { # metric unit series...
 	local m=$1 u=$2 s
@@ -256,6 +257,28 @@ if want p5; then
 	table p5 ms $p5_names
 	echo "  palisade/runcshim-runsc        $(ratio "$(median p5 palisade)" "$(median p5 runcshim-runsc)")"
 	echo "  palisade/runcshim-runsc-rd     $(ratio "$(median p5 palisade)" "$(median p5 runcshim-runsc-rd)")  (both with a default seccomp profile)"
+	# Where an exec's time goes: process starts and exits, system-wide, around
+	# PHASE_ROUNDS more execs of each (see bench/execphases.awk).
+	if command -v perf >/dev/null; then
+		phase_rounds=${PHASE_ROUNDS:-10}
+		perf record -q -e sched:sched_process_exec,sched:sched_process_exit -a -o "$work/p5.perf" -- bash -c "
+			for r in \$(seq $phase_rounds); do for n in $p5_names; do $C task exec --exec-id ph\$r \$n-ex /bin/true; done; done" >/dev/null 2>&1 ||
+			echo "bench: perf record around the execs failed: no P5 phases" >&2
+		perf script -i "$work/p5.perf" -F pid,time,event,trace 2>/dev/null | awk -v names="$p5_names" -f "$repo/integration/bench/execphases.awk" |
+			while read -r n a b c d e; do
+				sample p5-to-runtime "$n" "$a"
+				sample p5-trampoline "$n" "$b"
+				sample p5-runsc-exec "$n" "$c"
+				sample p5-to-exit "$n" "$d"
+				sample p5-phased "$n" "$e"
+			done
+		bold "P5 phases, $phase_rounds execs each under perf (medians, ms)"
+		printf '  %-22s %10s %10s %10s %10s %10s\n' "" "to runtime" trampoline "runsc exec" "to exit" total
+		for n in $p5_names; do
+			printf '  %-22s %10s %10s %10s %10s %10s\n' "$n" "$(median p5-to-runtime "$n")" "$(median p5-trampoline "$n")" \
+				"$(median p5-runsc-exec "$n")" "$(median p5-to-exit "$n")" "$(median p5-phased "$n")"
+		done
+	fi
 	remove_all
 fi
 
@@ -291,6 +314,26 @@ p2_measure() { # series count sandbox-id
 	sample "p2-sandbox-anon-$2" "$1" "$anon"
 	sample "p2-procs-$2" "$1" "$(descendants "$shim" | wc -l)"
 }
+# p2_own splits what is under the shim: runsc's own processes (its sandbox,
+# with the stubs it forks, and its gofers: argv[0] runsc-sandbox or
+# runsc-gofer) from anything else (a helper the shim keeps per container).
+# What Palisade adds per pod container is the growth of the shim's PSS plus
+# that of the helpers.
+p2_own() { # series count sandbox-id
+	local shim p own=() helpers=() a b c
+	shim=$(shim_pid "$3")
+	for p in $(descendants "$shim"); do
+		case $(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | head -1) in
+		runsc-sandbox | runsc-gofer) own+=("$p") ;;
+		*) helpers+=("$p") ;;
+		esac
+	done
+	read -r a b c <<<"$(memsum "$shim" "${helpers[@]}")"
+	sample "p2-palisade-pss-$2" "$1" "$b"
+	sample "p2-helpers-$2" "$1" "${#helpers[@]}"
+	read -r a b c <<<"$(memsum "${own[@]}")"
+	sample "p2-runsc-pss-$2" "$1" "$b"
+}
 p2_pod() { # series round
 	local s=$1 sbx=sbx-$1-$2 rt tty=() i
 	case $s in
@@ -302,11 +345,13 @@ p2_pod() { # series round
 	$C run -d $rt --annotation io.kubernetes.cri.container-type=sandbox --annotation "io.kubernetes.cri.sandbox-id=$sbx" \
 		--rootfs "$work/rf/$sbx" "$sbx" /bin/sleep 600 >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
 	p2_measure "$s" 1 "$sbx"
+	p2_own "$s" 1 "$sbx"
 	for i in $(seq 2 10); do
 		mkrootfs "$work/rf/$sbx-$i" # runsc: one rootfs per container of a sandbox
 		# script(1) gives ctr the terminal that -t needs.
 		script -qec "$C run -d ${tty[*]} $rt --annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=$sbx --rootfs $work/rf/$sbx-$i c$i-$sbx /bin/sleep 600" /dev/null >"$work/err" 2>&1 </dev/null ||
 			{ cat "$work/err" >&2; exit 1; }
+		case $i in 2 | 9 | 10) sleep 1 && p2_own "$s" "$i" "$sbx" ;; esac
 	done
 	p2_measure "$s" 10 "$sbx"
 	remove_all
@@ -324,6 +369,11 @@ if want p2; then
 				"$(median p2-sandbox-anon-$c "$n")" "$(median p2-procs-$c "$n")"
 		done
 		echo "  palisade/runcshim-runsc shim RSS  $(ratio "$(median p2-shim-rss-$c palisade)" "$(median p2-shim-rss-$c runcshim-runsc)")  (target <= 0.80)"
+	done
+	for n in palisade palisade-notty; do
+		for c in 2 10; do
+			echo "  $n: container $c adds $(minus "$(median p2-palisade-pss-$c "$n")" "$(median p2-palisade-pss-$((c - 1)) "$n")") KiB of PSS in the shim and its helpers ($(median p2-helpers-$c "$n") helpers), runsc's own processes $(minus "$(median p2-runsc-pss-$c "$n")" "$(median p2-runsc-pss-$((c - 1)) "$n")") KiB"
+		done
 	done
 fi
 

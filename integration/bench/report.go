@@ -167,6 +167,16 @@ func (r *report) targets() {
 	row("P3 start, strictest floor / no floor ≤ 1.02 (paired)", p3, p3 <= 1.02)
 	p4 := r.s.ratio("p4-wall", "palisade-sandbox", "runcshim-runsc-sandbox").ofMedians.median
 	row("P4 time until all pods run, Palisade / peer ≤ 1.10 (pod sandboxes)", p4, p4 <= 1.10)
+	p4c := r.s.ratio("p4-wall", "palisade", "palisade-sandbox").ofMedians.median
+	row("P4 time until all pods run, pods with an app container / sandboxes alone ≤ 1.25 (Palisade)", p4c, p4c <= 1.25)
+	p5 := r.s.ratio("p5", "palisade", "runcshim-runsc-rd").paired.median
+	row("P5 exec, Palisade / peer with the same seccomp profile ≤ 1.00 (paired)", p5, p5 <= 1.00)
+	p5o := r.s.ratio("p5", "palisade-open", "runcshim-runsc").paired.median
+	row("P5 exec, no floor / peer without seccomp ≤ 1.02 (paired)", p5o, p5o <= 1.02)
+	for _, c := range []string{"2", "10"} {
+		v := r.marginalOwn(c)
+		row("P2 memory Palisade adds per pod container beyond runsc's sandbox and gofers ≤ 1 MiB (MiB, container "+c+")", v, v <= 1)
+	}
 	leaked, batches := 0.0, 0
 	for _, v := range r.s["p4-leaked"] {
 		for _, x := range v {
@@ -243,6 +253,17 @@ func (r *report) p2() {
 		}
 	}
 	r.f("\n")
+	for _, s := range []string{"palisade", "palisade-notty"} {
+		for _, c := range []int{2, 10} {
+			own := r.s.summary("p2-palisade-pss-"+strconv.Itoa(c), s).median - r.s.summary("p2-palisade-pss-"+strconv.Itoa(c-1), s).median
+			rs := r.s.summary("p2-runsc-pss-"+strconv.Itoa(c), s).median - r.s.summary("p2-runsc-pss-"+strconv.Itoa(c-1), s).median
+			if math.IsNaN(own) {
+				continue
+			}
+			r.f("- %s, container %d of the pod: %s MiB of PSS in the shim and its helpers (%s helper processes), %s MiB in runsc's sandbox and gofers\n",
+				s, c, num(own/1024, 2), num(r.s.summary("p2-helpers-"+strconv.Itoa(c), s).median, 0), num(rs/1024, 2))
+		}
+	}
 	// PSS is not compared: how a binary's pages are split depends on how
 	// many other processes on the host run the same binary.
 	for _, c := range []string{"1", "10"} {
@@ -252,6 +273,18 @@ func (r *report) p2() {
 		}
 	}
 	r.f("\n")
+}
+
+// marginalOwn is what the c-th container of a pod adds to Palisade's own
+// memory, in MiB: the shim's PSS and that of any helper process it keeps,
+// not runsc's sandbox and gofers (P2, palisade-notty: pods as CRI runs them).
+func (r *report) marginalOwn(c string) float64 {
+	n, err := strconv.Atoi(c)
+	if err != nil {
+		return math.NaN()
+	}
+	m := func(k int) float64 { return r.s.summary("p2-palisade-pss-"+strconv.Itoa(k), "palisade-notty").median }
+	return (m(n) - m(n-1)) / 1024
 }
 
 func (r *report) p3() {
@@ -316,6 +349,19 @@ func (r *report) p4() {
 func (r *report) p5() {
 	r.f("## P5: exec latency\n\n`ctr task exec` of `/bin/true` into a running busybox container (`sleep`).\n\n")
 	r.timeTable("p5", "ms", p5Series, "runcshim-runsc", 1)
+	r.pair("p5", "palisade", "runcshim-runsc-rd", " (both with a default seccomp profile in force)")
+	r.pair("p5", "palisade-open", "runcshim-runsc", " (neither with seccomp)")
+	if rows := r.present("p5-phased", p5Series); len(rows) > 0 {
+		r.f("\nWhere an exec's time goes: process starts and exits recorded system-wide by `perf record -e "+
+			"sched:sched_process_exec,sched_process_exit` around %s more execs of each, in turn "+
+			"(integration/bench/execphases.awk). Medians, ms:\n\n", strconv.Itoa(r.s.summary("p5-phased", rows[0].name).n))
+		r.f("| runtime | ctr starts → runtime starts (containerd, the shim's Exec and Start) | the trampoline (starts → runsc) | `runsc exec --detach` | → ctr exits (the process runs, the waiter exits, the exit reaches ctr) | total |\n|---|--:|--:|--:|--:|--:|\n")
+		for _, s := range rows {
+			med := func(m string) string { return num(r.s.summary(m, s.name).median, 1) }
+			r.f("| %s | %s | %s | %s | %s | %s |\n", s.name, med("p5-to-runtime"), med("p5-trampoline"), med("p5-runsc-exec"), med("p5-to-exit"), med("p5-phased"))
+		}
+	}
+	r.f("\n")
 }
 
 func (r *report) p6() {
