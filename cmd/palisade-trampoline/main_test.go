@@ -9,7 +9,7 @@ import (
 
 // TestLeafDependencies keeps the trampoline small: it runs on every exec in
 // a container, and each package it links adds its initialisers to that
-// start (the shim's binary spends 15-20 ms in them). The standard library,
+// start (the shim's binary spends 12-20 ms in them). The standard library,
 // golang.org/x/sys and the trampoline itself only.
 func TestLeafDependencies(t *testing.T) {
 	goTool, err := exec.LookPath("go")

@@ -9,9 +9,10 @@
 //
 // It runs on every exec in a container (Kubernetes exec probes, kubectl
 // exec) and every confined runtime call, so it is a leaf: the standard
-// library and golang.org/x/sys only. Its own binary, palisade-trampoline,
-// then starts in about a millisecond; the shim's binary, whose package
-// initialisers take 15-20 ms, runs Main too, as the fallback.
+// library and golang.org/x/sys only. The package initialisers of its own
+// binary, palisade-trampoline, take under a millisecond; the shim's binary,
+// whose initialisers take 12-20 ms, runs Main too, as the fallback
+// (BenchmarkStart in cmd/palisade-trampoline compares the two).
 package trampoline
 
 import (
