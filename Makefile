@@ -13,7 +13,7 @@ BIN_DIR := $(CURDIR)/bin
 GO_LDFLAGS := -X github.com/palisade-runtime/palisade/shim.Version=$(VERSION)
 # Static binaries: they run inside minimal rootfs and test VMs too.
 GO_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)'
-BINARIES := containerd-shim-palisade-v2 palisadectl
+BINARIES := containerd-shim-palisade-v2 palisade-trampoline palisadectl
 FUZZTIME ?= 10m
 # make fuzz-ci: FUZZ_CI_TIME per target, at most FUZZ_CI_BUDGET seconds of
 # fuzzing in all (shared among the targets), to keep CI near three minutes.
@@ -67,8 +67,9 @@ critest: build tools critest-tools ## critest's full suite on runc, containerd-s
 
 test: build tools critest-tools kube-tools unit fuzz-ci integration ## everything: unit tests, short fuzz runs and integration tests
 
-install: build ## install the shim and palisadectl, config.toml into /etc/palisade, the AppArmor profile into /etc/apparmor.d
+install: build ## install the shim, its trampoline and palisadectl, config.toml into /etc/palisade, the AppArmor profile into /etc/apparmor.d
 	install -D -m 0755 $(BIN_DIR)/containerd-shim-palisade-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-palisade-v2
+	install -D -m 0755 $(BIN_DIR)/palisade-trampoline $(DESTDIR)$(PREFIX)/bin/palisade-trampoline
 	install -D -m 0755 $(BIN_DIR)/palisadectl $(DESTDIR)$(PREFIX)/bin/palisadectl
 	install -D -m 0644 config.toml $(DESTDIR)/etc/palisade/config.toml
 	install -D -m 0644 sandbox/apparmor/profiles/palisade-runsc $(DESTDIR)/etc/apparmor.d/palisade-runsc

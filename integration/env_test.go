@@ -23,10 +23,15 @@ const (
 	// envToolsBin overrides where the pinned tools are looked up first.
 	envToolsBin = "PALISADE_TOOLS_BIN"
 	// envPalisadeBin names a directory holding a prebuilt containerd-shim-palisade-v2
-	// (or the binary itself); when unset the harness builds ./cmd/... once per run.
+	// and palisade-trampoline (or the shim itself); when unset the harness builds
+	// ./cmd/... once per run.
 	envPalisadeBin = "PALISADE_BIN"
 
 	palisadeShimName = "containerd-shim-palisade-v2"
+	// trampolineName runs next to the shim; without it the shim would run
+	// itself as the trampoline, and these tests would not cover the binary
+	// that is installed.
+	trampolineName = "palisade-trampoline"
 )
 
 func TestMain(m *testing.M) {
@@ -168,18 +173,20 @@ var buildPalisade = sync.OnceValues(func() (string, error) {
 
 var errNoPalisadeSource = errors.New("no Palisade shim source")
 
-// palisadeBinDir returns a directory holding containerd-shim-palisade-v2, to be
-// put on containerd's PATH: $PALISADE_BIN if set, else a fresh build. A missing
-// source tree skips (or fails under PALISADE_INTEGRATION=required); a build error
-// always fails.
+// palisadeBinDir returns a directory holding containerd-shim-palisade-v2 and
+// palisade-trampoline, to be put on containerd's PATH: $PALISADE_BIN if set,
+// else a fresh build. A missing source tree skips (or fails under
+// PALISADE_INTEGRATION=required); a build error always fails.
 func palisadeBinDir(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv(envPalisadeBin); p != "" {
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			p = filepath.Dir(p)
 		}
-		if _, err := os.Stat(filepath.Join(p, palisadeShimName)); err != nil {
-			t.Fatalf("%s=%s: %v", envPalisadeBin, p, err)
+		for _, b := range []string{palisadeShimName, trampolineName} {
+			if _, err := os.Stat(filepath.Join(p, b)); err != nil {
+				t.Fatalf("%s=%s: %v (make build)", envPalisadeBin, p, err)
+			}
 		}
 		return p
 	}

@@ -7,17 +7,15 @@ import (
 
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 
-	"github.com/palisade-runtime/palisade/sandbox/apparmor"
-	"github.com/palisade-runtime/palisade/sandbox/runsc"
+	"github.com/palisade-runtime/palisade/sandbox/trampoline"
 	"github.com/palisade-runtime/palisade/shim"
 )
 
 func main() {
-	// When a backend runs its runtime through this binary (to add flags to
-	// `runsc exec`, or to confine the runtime with AppArmor), these exec the
-	// runtime and do not return.
-	runsc.ExecTrampoline()
-	apparmor.Trampoline()
+	// When a backend runs its runtime through this binary as the trampoline
+	// (palisade-trampoline is not installed next to it; see
+	// trampoline.Path), Main execs the runtime and does not return.
+	trampoline.Main()
 	shim.Register()
 	cshim.RunShim(context.Background(), shim.NewManager(shim.RuntimeName))
 }

@@ -60,7 +60,7 @@ parser=$(command -v apparmor_parser)
 for t in containerd ctr containerd-shim-runc-v2 runc; do
 	[ -x "$TOOLS_BIN/$t" ] || die "$TOOLS_BIN/$t missing (make tools)"
 done
-for t in containerd-shim-palisade-v2 palisadectl; do
+for t in containerd-shim-palisade-v2 palisade-trampoline palisadectl; do
 	[ -x "$PALISADE_BIN/$t" ] || die "$PALISADE_BIN/$t missing (make build)"
 done
 manifest=$(mktemp)
@@ -73,14 +73,14 @@ add "$parser" /sbin/apparmor_parser 0755
 for t in containerd ctr containerd-shim-runc-v2 runc runsc; do
 	add "$TOOLS_BIN/$t" "/usr/local/bin/$t" 0755
 done
-for t in containerd-shim-palisade-v2 palisadectl; do
+for t in containerd-shim-palisade-v2 palisade-trampoline palisadectl; do
 	add "$PALISADE_BIN/$t" "/usr/local/bin/$t" 0755
 done
 # containerd, ctr, containerd-shim-runc-v2, runc (cgo, libseccomp) and
 # apparmor_parser are dynamic (and Palisade's binaries when built with cgo):
 # their loader and libraries come from the host, which is the same Debian
 # release as the kernel. runsc must be static (see install.sh).
-for b in "$parser" "$TOOLS_BIN"/{containerd,ctr,containerd-shim-runc-v2,runc} "$PALISADE_BIN"/{containerd-shim-palisade-v2,palisadectl}; do
+for b in "$parser" "$TOOLS_BIN"/{containerd,ctr,containerd-shim-runc-v2,runc} "$PALISADE_BIN"/{containerd-shim-palisade-v2,palisade-trampoline,palisadectl}; do
 	# ldd fails on a static executable: it needs nothing.
 	for lib in $(ldd "$b" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'); do
 		real=$(readlink -f "$lib")

@@ -44,7 +44,8 @@ type Options struct {
 	// kube-apiserver, kubelet, kubectl, kube-scheduler, kube-controller-manager
 	// and etcd (integration/tools/install.sh).
 	ToolsBin string
-	// PalisadeBin holds containerd-shim-palisade-v2 and palisadectl (make build).
+	// PalisadeBin holds containerd-shim-palisade-v2, palisade-trampoline and
+	// palisadectl (make build).
 	PalisadeBin string
 	// Config is the Palisade config.toml served; "" is RepoRoot/config.toml. The
 	// cluster serves an adapted copy: runsc's binary and root, a shim backend's
@@ -286,7 +287,7 @@ func checkTools(o Options) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%v missing in %s (make tools critest-tools kube-tools)", missing, o.ToolsBin)
 	}
-	for _, b := range []string{"containerd-shim-palisade-v2", "palisadectl"} {
+	for _, b := range []string{"containerd-shim-palisade-v2", "palisade-trampoline", "palisadectl"} {
 		if _, err := os.Stat(filepath.Join(o.PalisadeBin, b)); err != nil {
 			return fmt.Errorf("%s missing in %s (make build): %w", b, o.PalisadeBin, err)
 		}

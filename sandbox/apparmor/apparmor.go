@@ -4,7 +4,7 @@
 // to be on the processes that run on the host.
 //
 // Confinement is an exec transition: the backend runs its runtime binary
-// through Palisade's own binary (the trampoline), which writes
+// through the trampoline (sandbox/trampoline), which writes
 // "exec <profile>" to its AppArmor exec attribute and then executes the
 // runtime. Every process the runtime starts inherits the profile.
 package apparmor
@@ -19,13 +19,15 @@ import (
 	"strings"
 
 	gorunc "github.com/containerd/go-runc"
+
+	"github.com/palisade-runtime/palisade/sandbox/trampoline"
 )
 
 // Environment the trampoline reads. Both are set only on the runtime
 // invocations of a confined backend.
 const (
-	EnvProfile = "PALISADE_APPARMOR_PROFILE"
-	EnvTarget  = "PALISADE_APPARMOR_TARGET"
+	EnvProfile = trampoline.EnvProfile
+	EnvTarget  = trampoline.EnvTarget
 )
 
 // Host is what the host can do, read from the paths below (fields so tests
@@ -134,7 +136,7 @@ func (h Host) Check(ctx context.Context, profile, file string) error {
 }
 
 // Confine returns a context under which go-runc invocations run through the
-// trampoline (self) into target, confined by profile.
+// trampoline (trampoline.Path) into target, confined by profile.
 func Confine(ctx context.Context, profile, target string) context.Context {
 	return gorunc.WithExtraEnv(ctx, EnvProfile+"="+profile, EnvTarget+"="+target)
 }

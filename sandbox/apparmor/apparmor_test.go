@@ -9,17 +9,6 @@ import (
 	"testing"
 )
 
-const helperEnv = "PALISADE_TRAMPOLINE_HELPER"
-
-// TestMain lets the test binary act as Palisade's binary does at start-up.
-func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "1" {
-		Trampoline()
-		os.Exit(3) // Trampoline returned although the environment asked for it
-	}
-	os.Exit(m.Run())
-}
-
 func TestHostEnabled(t *testing.T) {
 	dir := t.TempDir()
 	h := Host{EnabledPath: filepath.Join(dir, "enabled")}
@@ -47,64 +36,6 @@ func TestLoaded(t *testing.T) {
 	}
 	if err := h.Ensure(context.Background(), "absent", ""); err == nil || !strings.Contains(err.Error(), "names no file") {
 		t.Errorf("Ensure of an unloaded profile without a file: %v", err)
-	}
-}
-
-func TestSetExecAttrWritesTransition(t *testing.T) {
-	dir := t.TempDir()
-	attr := filepath.Join(dir, "exec")
-	os.WriteFile(attr, nil, 0o644)
-	if err := setExecAttr("palisade-runsc", []string{filepath.Join(dir, "absent"), attr}); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(attr); string(b) != "exec palisade-runsc" {
-		t.Errorf("attr = %q", b)
-	}
-	if err := setExecAttr("p", []string{filepath.Join(dir, "absent")}); err == nil {
-		t.Error("no writable attribute must be an error")
-	}
-}
-
-// TestExecAttrPathsAreThreadLocal: the kernel lets a task write only its own
-// attribute and keeps the transition per thread, so every path must name the
-// calling thread (/proc/self is the thread group leader).
-func TestExecAttrPathsAreThreadLocal(t *testing.T) {
-	for _, p := range execAttrPaths() {
-		if !strings.HasPrefix(p, "/proc/thread-self/") {
-			t.Errorf("%s is not the calling thread's attribute", p)
-		}
-	}
-}
-
-func TestExecConfinedRefusesBadInput(t *testing.T) {
-	for _, tc := range [][2]string{{"", "/bin/true"}, {"p", ""}, {"a\nb", "/bin/true"}} {
-		if err := execConfined(tc[0], tc[1], nil, nil, []string{"/nonexistent"}); err == nil {
-			t.Errorf("execConfined(%q, %q) did not refuse", tc[0], tc[1])
-		}
-	}
-}
-
-// TestTrampolineFailsClosedWithoutAppArmor runs the real trampoline (this test
-// binary re-executed) on the running kernel. Without AppArmor the kernel
-// refuses the exec attribute, and the target must not run.
-func TestTrampolineFailsClosedWithoutAppArmor(t *testing.T) {
-	if ok, _ := DefaultHost().Enabled(); ok {
-		t.Skip("this kernel has AppArmor: the fail-closed path needs a kernel without it (the VM test covers enforcement)")
-	}
-	marker := filepath.Join(t.TempDir(), "ran")
-	// TestMain turns this test binary into the trampoline.
-	cmd := exec.Command(os.Args[0], marker)
-	cmd.Env = append(os.Environ(), helperEnv+"=1",
-		EnvProfile+"=palisade-runsc", EnvTarget+"=/usr/bin/touch")
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("trampoline succeeded on a kernel without AppArmor:\n%s", out)
-	}
-	if !strings.Contains(string(out), "set AppArmor exec attribute") {
-		t.Errorf("error does not say what failed:\n%s", out)
-	}
-	if _, err := os.Stat(marker); err == nil {
-		t.Error("the target ran unconfined")
 	}
 }
 

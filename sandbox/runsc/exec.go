@@ -5,17 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/process"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
 	gorunc "github.com/containerd/go-runc"
 
-	"github.com/palisade-runtime/palisade/sandbox/apparmor"
+	"github.com/palisade-runtime/palisade/sandbox/trampoline"
 )
 
 // Exec'd processes. containerd's process package runs `runsc exec --detach`
@@ -28,59 +26,9 @@ import (
 // that pid with `runsc kill --pid`, as gVisor's own shim does.
 //
 // containerd's process package builds the exec command line itself, so the
-// flag is added by a trampoline: for execs, go-runc runs Palisade's own
-// binary, which rewrites the arguments and execs runsc (see ExecTrampoline).
-
-// envExecTarget names runsc for the exec trampoline; its presence is what
-// turns Palisade's binary into the trampoline.
-const envExecTarget = "PALISADE_RUNSC_EXEC"
-
-// internalPidSuffix is appended to the exec's --pid-file for its
-// --internal-pid-file: both live in the bundle and go with it.
-const internalPidSuffix = ".internal"
-
-// ExecTrampoline is the first thing Palisade's binary does. When the
-// environment asks for it, it adds --internal-pid-file to a `runsc exec`
-// command line and execs runsc, through the AppArmor trampoline when the
-// environment asks for confinement too; it does not return then.
-func ExecTrampoline() {
-	target, ok := os.LookupEnv(envExecTarget)
-	if !ok {
-		return
-	}
-	args := withInternalPidFile(os.Args[1:])
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, envExecTarget+"=") })
-	var err error
-	if profile, ok := os.LookupEnv(apparmor.EnvProfile); ok {
-		err = apparmor.ExecConfined(profile, target, args, env)
-	} else {
-		err = syscall.Exec(target, append([]string{target}, args...), env)
-	}
-	fmt.Fprintf(os.Stderr, "palisade: exec %s: %v\n", target, err)
-	os.Exit(1)
-}
-
-// withInternalPidFile adds --internal-pid-file <pid file>.internal after
-// the exec subcommand when the command line is a `runsc exec` with a
-// --pid-file; any other command line is returned as it is.
-func withInternalPidFile(args []string) []string {
-	i := slices.Index(args, "exec")
-	if i < 0 {
-		return args
-	}
-	for j := i + 1; j < len(args); j++ {
-		pid, ok := strings.CutPrefix(args[j], "--pid-file=")
-		if args[j] == "--pid-file" && j+1 < len(args) {
-			pid, ok = args[j+1], true
-		}
-		if ok {
-			out := slices.Clip(args[:i+1])
-			out = append(out, "--internal-pid-file", pid+internalPidSuffix)
-			return append(out, args[i+1:]...)
-		}
-	}
-	return args
-}
+// flag is added by the trampoline: for execs, go-runc runs
+// palisade-trampoline (trampoline.Path) with trampoline.EnvRunscExec naming
+// runsc, and it rewrites the arguments and execs runsc.
 
 // execPidFile is where containerd's process package has `runsc exec` write
 // the waiter's pid for exec id in dir (process.newExecPidFile).
@@ -132,12 +80,12 @@ func (c *container) exec(ctx context.Context, cfg *process.ExecConfig) (process.
 		Process:     p,
 		container:   c.id,
 		runtime:     c.init.Runtime(),
-		internalPid: execPidFile(c.bundle, cfg.ID) + internalPidSuffix,
+		internalPid: execPidFile(c.bundle, cfg.ID) + trampoline.InternalPidSuffix,
 	}, nil
 }
 
 // newExecParent is the exec parent for container id: runc is the
-// container's go-runc client with Palisade's binary as the command.
+// container's go-runc client with the trampoline as the command.
 func newExecParent(id, bundle, rootfs string, runc *gorunc.Runc, sio stdio.Stdio, platform stdio.Platform) *process.Init {
 	p := process.New(id, runc, sio)
 	p.Bundle, p.Rootfs, p.Platform = bundle, rootfs, platform

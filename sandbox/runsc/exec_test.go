@@ -1,34 +1,6 @@
 package runsc
 
-import (
-	"slices"
-	"testing"
-)
-
-func TestWithInternalPidFile(t *testing.T) {
-	for _, c := range []struct{ in, want []string }{
-		{
-			in:   []string{"--root", "/r", "--log", "/l", "exec", "--detach", "--pid-file", "/b/e1.pid", "--process", "/tmp/p.json", "c1"},
-			want: []string{"--root", "/r", "--log", "/l", "exec", "--internal-pid-file", "/b/e1.pid.internal", "--detach", "--pid-file", "/b/e1.pid", "--process", "/tmp/p.json", "c1"},
-		},
-		{
-			in:   []string{"exec", "--pid-file=/b/e2.pid", "c1"},
-			want: []string{"exec", "--internal-pid-file", "/b/e2.pid.internal", "--pid-file=/b/e2.pid", "c1"},
-		},
-		// Not an exec, or no pid file: unchanged.
-		{in: []string{"--root", "/r", "kill", "c1", "9"}, want: []string{"--root", "/r", "kill", "c1", "9"}},
-		{in: []string{"exec", "--process", "/p", "c1"}, want: []string{"exec", "--process", "/p", "c1"}},
-		{in: []string{"exec", "--pid-file"}, want: []string{"exec", "--pid-file"}},
-	} {
-		in := slices.Clone(c.in)
-		if got := withInternalPidFile(in); !slices.Equal(got, c.want) {
-			t.Errorf("withInternalPidFile(%q)\n got %q\nwant %q", c.in, got, c.want)
-		}
-		if !slices.Equal(in, c.in) {
-			t.Errorf("withInternalPidFile changed its input: %q", in)
-		}
-	}
-}
+import "testing"
 
 func TestKilledFinished(t *testing.T) {
 	for msg, want := range map[string]bool{

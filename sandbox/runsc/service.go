@@ -25,17 +25,21 @@ import (
 	"github.com/palisade-runtime/palisade/sandbox"
 	"github.com/palisade-runtime/palisade/sandbox/apparmor"
 	"github.com/palisade-runtime/palisade/sandbox/monitor"
+	"github.com/palisade-runtime/palisade/sandbox/trampoline"
 )
 
 // Service is the runsc backend: the task API for the containers of one shim.
 type Service struct {
 	cfg Config
 	env sandbox.Env
-	// command is what go-runc runs: runsc itself, or Palisade's binary as
-	// the AppArmor trampoline in front of it (confined).
+	// command is what go-runc runs: runsc itself, or the trampoline in
+	// front of it, which moves into the AppArmor profile (confined).
 	command  string
 	confined []string // extra environment of every runsc invocation
-	self     string   // Palisade's binary: the exec trampoline
+	// self is the trampoline (trampoline.Path): palisade-trampoline, or
+	// Palisade's shim binary when that is missing. Execs always run
+	// through it (it adds --internal-pid-file), confined ones too.
+	self     string
 	platform stdio.Platform
 	exits    *exitTracker
 	events   chan any
@@ -85,7 +89,7 @@ func New(ctx context.Context, cfg Config, env sandbox.Env, opts ...Option) (*Ser
 	for _, o := range opts {
 		o(s)
 	}
-	if s.self, err = os.Executable(); err != nil {
+	if s.self, err = trampoline.Path(); err != nil {
 		platform.Close()
 		return nil, fmt.Errorf("exec trampoline: %w", err)
 	}
@@ -179,20 +183,16 @@ func Support(hostProfile string) policy.Support {
 	return sup
 }
 
-// confine runs every runsc invocation through Palisade's own binary, which
-// moves into the AppArmor profile before it executes runsc (see
-// sandbox/apparmor). runsc's sandbox and gofer inherit the profile.
+// confine runs every runsc invocation through the trampoline (s.self),
+// which moves into the AppArmor profile before it executes runsc (see
+// sandbox/trampoline). runsc's sandbox and gofer inherit the profile.
 func (s *Service) confine(profile string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("AppArmor trampoline: %w", err)
-	}
 	target, err := exec.LookPath(s.cfg.Binary)
 	if err != nil {
 		return fmt.Errorf("runsc binary: %w", err)
 	}
 	s.cfg.Binary = target
-	s.command = self
+	s.command = s.self
 	s.confined = []string{apparmor.EnvProfile + "=" + profile, apparmor.EnvTarget + "=" + target}
 	return nil
 }
@@ -332,7 +332,7 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAP
 	if err != nil {
 		return nil, fmt.Errorf("runsc binary: %w", err)
 	}
-	ctx = gorunc.WithExtraEnv(ctx, envExecTarget+"="+runsc)
+	ctx = gorunc.WithExtraEnv(ctx, trampoline.EnvRunscExec+"="+runsc)
 	w := s.exits.watch(c, r.ExecID)
 	if err := p.Start(ctx); err != nil {
 		s.exits.abandon(w, c, r.ExecID)
@@ -483,7 +483,7 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 }
 
 // execClient is the go-runc client for the execs of one container's
-// bundle: Palisade's own binary, which execs runsc (see ExecTrampoline).
+// bundle: the trampoline, which execs runsc (see sandbox/trampoline).
 func (s *Service) execClient(sandbox, bundle string) *gorunc.Runc {
 	r := s.cfg.client(s.env.Namespace, sandbox, bundle)
 	r.Command = s.self

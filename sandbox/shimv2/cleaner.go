@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/palisade-runtime/palisade/sandbox"
+	"github.com/palisade-runtime/palisade/sandbox/trampoline"
 )
 
 // recordFile, in each bundle, is how `shim delete` finds the downstream
@@ -89,7 +90,7 @@ func (Cleaner) Cleanup(ctx context.Context, namespace, id, bundle string) (sandb
 	l := launcher{binary: rec.Binary, namespace: namespace, grpcAddress: rec.GRPCAddress,
 		ttrpcAddress: rec.TTRPCAddress, socketDir: rec.SocketDir, profile: rec.Profile, run: reaperRun}
 	if l.profile != "" {
-		if l.self, err = os.Executable(); err != nil {
+		if l.self, err = trampoline.Path(); err != nil {
 			return sandbox.StopStatus{}, fmt.Errorf("AppArmor trampoline: %w", err)
 		}
 	}

@@ -230,9 +230,9 @@ func TestStartCommand(t *testing.T) {
 		t.Errorf("bootstrap params %v (runc options %v, %v)", &params, &ro, err)
 	}
 
-	// Confined: the same call goes through Palisade's binary, which the
-	// trampoline turns into the shim under the profile.
-	l.profile, l.self = "palisade-delegate", "/usr/local/bin/containerd-shim-palisade-v2"
+	// Confined: the same call goes through the trampoline, which turns into
+	// the shim under the profile.
+	l.profile, l.self = "palisade-delegate", "/usr/local/bin/palisade-trampoline"
 	cmd := l.command(context.Background(), "start", "c1", bundle, bundle)
 	if cmd.Path != l.self || !slices.Contains(cmd.Env, apparmor.EnvProfile+"=palisade-delegate") ||
 		!slices.Contains(cmd.Env, apparmor.EnvTarget+"="+shim) {

@@ -58,9 +58,10 @@ type launcher struct {
 	socketDir string
 	opts      *anypb.Any // the downstream runtime options, or nil
 	// profile, when set, is the host AppArmor profile the downstream shim
-	// runs under: it is started through Palisade's own binary (self), whose
-	// trampoline moves into the profile at the exec of the shim. The shim's
-	// daemon, the runtime it drives and the containers inherit it.
+	// runs under: it is started through the trampoline (self,
+	// trampoline.Path), which moves into the profile at the exec of the
+	// shim. The shim's daemon, the runtime it drives and the containers
+	// inherit it.
 	profile, self string
 	// run starts cmd and waits for it. The shim is a subreaper whose SIGCHLD
 	// handler reaps every child, so it must wait through reaper.Default.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/palisade-runtime/palisade/policy"
 	"github.com/palisade-runtime/palisade/sandbox"
+	"github.com/palisade-runtime/palisade/sandbox/trampoline"
 )
 
 // Service is the delegate backend of one Palisade shim: it forwards the
@@ -122,7 +123,7 @@ func New(ctx context.Context, cfg Config, kind string, env sandbox.Env) (*Servic
 	s.support = supportUnder(s.cfg, kind, s.kata, env.HostProfile)
 	if env.HostProfile != "" {
 		// The same exec transition as the runsc backend's: see launcher.profile.
-		if s.launch.self, err = os.Executable(); err != nil {
+		if s.launch.self, err = trampoline.Path(); err != nil {
 			return nil, fmt.Errorf("AppArmor trampoline: %w", err)
 		}
 		s.launch.profile = env.HostProfile

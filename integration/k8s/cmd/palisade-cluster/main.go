@@ -35,7 +35,7 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	state := fs.String("state", "_cluster", "directory for the pid file, the log and the kubeconfig")
 	tools := fs.String("tools", "_tools/bin", "the pinned tools (integration/tools/install.sh)")
-	bin := fs.String("bin", "bin", "containerd-shim-palisade-v2 and palisadectl (make build)")
+	bin := fs.String("bin", "bin", "containerd-shim-palisade-v2, palisade-trampoline and palisadectl (make build)")
 	config := fs.String("config", "", "Palisade config.toml to serve (default: the repository's)")
 	_ = fs.Parse(os.Args[2:])
 	abs := func(p string) string {
