@@ -314,9 +314,9 @@ p2_measure() { # series count sandbox-id
 	sample "p2-sandbox-anon-$2" "$1" "$anon"
 	sample "p2-procs-$2" "$1" "$(descendants "$shim" | wc -l)"
 }
-# p2_own splits what is under the shim: runsc's own processes (its sandbox,
-# with the stubs it forks, and its gofers: argv[0] runsc-sandbox or
-# runsc-gofer) from anything else (a helper the shim keeps per container).
+# p2_own splits what is under the shim: runsc's own processes (its sandbox
+# and gofers, argv[0] runsc-sandbox or runsc-gofer, and what they fork: the
+# systrap stubs) from anything else (a helper the shim keeps per container).
 # What Palisade adds per pod container is the growth of the shim's PSS plus
 # that of the helpers.
 p2_own() { # series count sandbox-id
@@ -324,9 +324,11 @@ p2_own() { # series count sandbox-id
 	shim=$(shim_pid "$3")
 	for p in $(descendants "$shim"); do
 		case $(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | head -1) in
-		runsc-sandbox | runsc-gofer) own+=("$p") ;;
-		*) helpers+=("$p") ;;
+		runsc-sandbox | runsc-gofer) own+=("$p" $(descendants "$p")) ;;
 		esac
+	done
+	for p in $(descendants "$shim"); do
+		[[ " ${own[*]} " == *" $p "* ]] || helpers+=("$p")
 	done
 	read -r a b c <<<"$(memsum "$shim" "${helpers[@]}")"
 	sample "p2-palisade-pss-$2" "$1" "$b"
