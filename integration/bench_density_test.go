@@ -385,16 +385,18 @@ func (b *bench) checkLeaks(res *batchResult, before leakBaseline, cniBefore, lea
 		cni:      len(newEntries(cniBefore, b.cniResults())),
 		ipLeases: len(newEntries(leasesBefore, b.ipLeases())),
 	}
+	var cgroupDirs []string
 	for _, p := range cgroups() {
 		dirs, err := hostcheck.CgroupDirs(p)
 		if err != nil {
 			t.Error(err)
 		}
-		res.leaked.cgroups += len(dirs)
+		cgroupDirs = append(cgroupDirs, dirs...)
 	}
+	res.leaked.cgroups = len(cgroupDirs)
 	if !leaks.Empty() || res.leaked != (leakCount{}) {
 		res.leakReport = leaks.String()
-		t.Errorf("%s: left after removing the pods: %+v\n%s", res.series, res.leaked, leaks)
+		t.Errorf("%s: left after removing the pods: %+v\n%s\ncgroups: %q", res.series, res.leaked, leaks, cgroupDirs)
 	}
 }
 

@@ -387,7 +387,19 @@ func (s *Service) handleExit(ctx context.Context, c *container, execID string, e
 }
 
 // Delete removes the container (runsc delete) or an exec'd process.
+//
+// A container's deletion runs to its end, bounded by the command timeout,
+// even when the caller stops waiting: CRI gives the delete after a
+// container's exit 10 s, which runsc can need on a loaded node (it waits up
+// to 5 s for the container's gofer, then up to 5 s for its cgroups to be
+// removable). A runsc delete killed half way has removed the container's
+// state but not its cgroups, and the caller's retry then finds nothing to
+// delete: the cgroups were left for good (seen with 50 pods started and
+// removed at once on two cores).
 func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *taskAPI.DeleteResponse, retErr error) {
+	if r.ExecID == "" {
+		ctx = context.WithoutCancel(ctx)
+	}
 	ctx, end := s.request(ctx, "runsc delete")
 	defer end(&retErr)
 	if r.ExecID == "" {
