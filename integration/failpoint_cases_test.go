@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palisade-runtime/palisade/integration/internal/hostcheck"
 )
 
 // The failpoint cases: what each armed rule does to a request, and what
@@ -119,6 +121,58 @@ func fpDelete(action string) func(t *testing.T, f *fpEnv) {
 		}
 		tk.delete(t)
 	}
+}
+
+// fpPodDeleteOutlivesCaller: the delete of a pod's stopped container is
+// slower than its caller, who gives up (CRI gives it 10 s; runsc can need
+// that on a loaded node). The runtime's delete must still run to its end:
+// killed half way it removed the container's state but not its cgroups,
+// and nothing removed them afterwards.
+func fpPodDeleteOutlivesCaller(t *testing.T, f *fpEnv) {
+	pause := f.env.runInPod(t, f.rt, "pod", "sandbox", "pod", "/bin/sleep", "600")
+	pause.waitStatus(t, "RUNNING", 20*time.Second)
+	app := f.env.runInPod(t, f.rt, "pod", "container", "app", "/bin/sleep", "600")
+	app.waitStatus(t, "RUNNING", 20*time.Second)
+	cgroup := "/" + f.env.Namespace + "/app"
+	if dirs, err := hostcheck.CgroupDirs(cgroup); err != nil || len(dirs) == 0 {
+		t.Fatalf("the running container has no cgroup %s to watch (%v, %v)", cgroup, dirs, err)
+	}
+	app.kill(t, "SIGKILL", false)
+	app.waitStatus(t, "STOPPED", 20*time.Second)
+	f.fp.arm(t, fpRule{Command: "delete", Action: "slow", Times: 1})
+	res, _ := f.env.ctrWithin(t, 30*time.Second, "--timeout", "1s", "task", "delete", app.ID)
+	if res.ExitCode == 0 {
+		t.Fatalf("ctr task delete with a 1 s deadline succeeded although runsc delete took 3 s: %v", res)
+	}
+	// The runtime's delete goes on: its cgroups must go within its delay
+	// and run time.
+	deadline := time.Now().Add(fpCommandTimeout + 10*time.Second)
+	for {
+		dirs, err := hostcheck.CgroupDirs(cgroup)
+		if err == nil && len(dirs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the container's cgroups are still there after the caller gave up on its delete: %v %v", dirs, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := f.fp.fired(t, "delete"); n != 1 {
+		t.Errorf("the slow delete rule fired %d times, want 1", n)
+	}
+	f.fp.arm(t)
+	// The delete that went on is the one that counts: the task is gone,
+	// and only the container record is left to remove.
+	if st := app.status(t); st != "" {
+		t.Errorf("after its delete went on the task is %q, want none", st)
+		app.delete(t)
+	} else {
+		f.env.ctrOK(t, "container", "delete", app.ID)
+	}
+	if st := pause.status(t); st != "RUNNING" {
+		t.Errorf("the pod's sandbox container is %q", st)
+	}
+	f.stopAndDelete(t, pause)
 }
 
 // fpState: the runtime fails and hangs at `state`. Palisade's State and

@@ -22,6 +22,8 @@
 //   - fail-after: run the runtime to its end, then exit 1 whatever it did (a
 //     runtime that did the work but reported a failure);
 //   - hang-after: run the runtime to its end, then sleep as hang does;
+//   - slow: sleep slowDelay, then run the runtime (a runtime on a loaded
+//     host, slower than its caller's patience);
 //   - unlink-socket-after (runsc only): run the runtime to its end, then
 //     point the sandbox's control socket recorded in the container's state
 //     file (in --root, the container being the last argument) at a path that
@@ -47,6 +49,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// slowDelay is how long a slow runtime waits before it runs.
+const slowDelay = 3 * time.Second
 
 // hangLimit bounds a hang, so that a shim which never kills its runtime
 // leaves a process that the leak check reports, not one that lives forever.
@@ -119,6 +124,10 @@ func main() {
 	}
 	logInvocation(ctlPath, record{Time: time.Now().Format(time.RFC3339Nano), Pid: os.Getpid(),
 		Command: cmd, Action: action, Args: args})
+	if action == "slow" {
+		time.Sleep(slowDelay)
+		action = "run"
+	}
 	switch action {
 	case "run":
 		// Replace this process, so that the runtime's pid, signals and
