@@ -492,27 +492,29 @@ if want p3; then
 	(cd "$repo" && go test -run '^$' -bench . -benchmem -count 1 ./policy/ ./shim/) | tee "$data/gobench.txt" | grep -E '^Benchmark'
 fi
 
+# go_part runs one go test of the bench (build tag bench) into data/<part>.log
+# and prints its result lines; a failure is reported and the run goes on.
+go_part() { # part test timeout [VAR=value...]
+	local part=$1 test=$2 timeout=$3
+	shift 3
+	(cd "$repo" && env PALISADE_BENCH_DATA="$data" "$@" \
+		go test -tags bench -count=1 -timeout "$timeout" -v -run "^$test\$" ./integration/) >"$data/$part.log" 2>&1 ||
+		{ tail -60 "$data/$part.log" >&2; echo "bench: $part failed (log above); going on, the report shows what it measured" >&2; failed="$failed $part"; }
+	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/$part.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'  || true
+}
 if want p4; then
 	bold "P4 density: $pods pods through CRI, $pod_rounds round(s) (go test -tags bench -run TestBenchDensity)"
-	(cd "$repo" && PALISADE_BENCH_DATA=$data PALISADE_BENCH_PODS=$pods PALISADE_BENCH_ROUNDS=$pod_rounds \
-		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchDensity$' ./integration/) >"$data/p4.log" 2>&1 ||
-		{ tail -60 "$data/p4.log" >&2; echo "bench: P4 failed (log above); going on, the report shows what it measured" >&2; failed="$failed P4"; }
-	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p4.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
+	go_part p4 TestBenchDensity 60m PALISADE_BENCH_PODS="$pods" PALISADE_BENCH_ROUNDS="$pod_rounds"
 fi
 
 if want p6; then
 	bold "P6 port forwarding: crictl port-forward into a Palisade pod and a runc pod (go test -tags bench -run TestBenchPortForward)"
-	(cd "$repo" && PALISADE_BENCH_DATA=$data go test -tags bench -count=1 -timeout 30m -v -run '^TestBenchPortForward$' ./integration/) >"$data/p6.log" 2>&1 ||
-		{ tail -60 "$data/p6.log" >&2; echo "bench: P6 failed (log above); going on, the report shows what it measured" >&2; failed="$failed P6"; }
-	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p6.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
+	go_part p6 TestBenchPortForward 30m
 fi
 
 if want p7; then
 	bold "P7 pod start through a real kubelet: $k8s_pods pods at once, $k8s_rounds rounds (go test -tags bench -run TestBenchKubePodStart)"
-	(cd "$repo" && PALISADE_BENCH_DATA=$data PALISADE_BENCH_PODS=$k8s_pods PALISADE_BENCH_ROUNDS=$k8s_rounds \
-		go test -tags bench -count=1 -timeout 60m -v -run '^TestBenchKubePodStart$' ./integration/) >"$data/p7.log" 2>&1 ||
-		{ tail -60 "$data/p7.log" >&2; echo "bench: P7 failed (log above); going on, the report shows what it measured" >&2; failed="$failed P7"; }
-	grep -E '^\s+bench_\w+_test.go:[0-9]+: ' "$data/p7.log" | sed -E 's/^\s+bench_\w+_test.go:[0-9]+: /  /'
+	go_part p7 TestBenchKubePodStart 60m PALISADE_BENCH_PODS="$k8s_pods" PALISADE_BENCH_ROUNDS="$k8s_rounds"
 fi
 
 meta loadavg_after "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -173,9 +173,10 @@ func (r *report) targets() {
 	row("P5 exec, Palisade / peer with the same seccomp profile ≤ 1.00 (paired)", p5, p5 <= 1.00)
 	p5o := r.s.ratio("p5", "palisade-open", "runcshim-runsc").paired.median
 	row("P5 exec, no floor / peer without seccomp ≤ 1.02 (paired)", p5o, p5o <= 1.02)
-	for _, c := range []string{"2", "10"} {
-		v := r.marginalOwn(c)
-		row("P2 memory Palisade adds per pod container beyond runsc's sandbox and gofers ≤ 1 MiB (MiB, container "+c+")", v, v <= 1)
+	// palisade-notty: pods as CRI runs them.
+	for _, c := range []int{2, 10} {
+		v := r.marginal("p2-palisade-pss", "palisade-notty", c) / 1024
+		row(fmt.Sprintf("P2 memory Palisade adds per pod container beyond runsc's sandbox and gofers ≤ 1 MiB (MiB, container %d)", c), v, v <= 1)
 	}
 	leaked, batches := 0.0, 0
 	for _, v := range r.s["p4-leaked"] {
@@ -255,8 +256,7 @@ func (r *report) p2() {
 	r.f("\n")
 	for _, s := range []string{"palisade", "palisade-notty"} {
 		for _, c := range []int{2, 10} {
-			own := r.s.summary("p2-palisade-pss-"+strconv.Itoa(c), s).median - r.s.summary("p2-palisade-pss-"+strconv.Itoa(c-1), s).median
-			rs := r.s.summary("p2-runsc-pss-"+strconv.Itoa(c), s).median - r.s.summary("p2-runsc-pss-"+strconv.Itoa(c-1), s).median
+			own, rs := r.marginal("p2-palisade-pss", s, c), r.marginal("p2-runsc-pss", s, c)
 			if math.IsNaN(own) {
 				continue
 			}
@@ -275,16 +275,11 @@ func (r *report) p2() {
 	r.f("\n")
 }
 
-// marginalOwn is what the c-th container of a pod adds to Palisade's own
-// memory, in MiB: the shim's PSS and that of any helper process it keeps,
-// not runsc's sandbox and gofers (P2, palisade-notty: pods as CRI runs them).
-func (r *report) marginalOwn(c string) float64 {
-	n, err := strconv.Atoi(c)
-	if err != nil {
-		return math.NaN()
-	}
-	m := func(k int) float64 { return r.s.summary("p2-palisade-pss-"+strconv.Itoa(k), "palisade-notty").median }
-	return (m(n) - m(n-1)) / 1024
+// marginal is what the c-th container of a pod adds to metric (KiB) in
+// series s: P2 measures after the first, second, ninth and tenth.
+func (r *report) marginal(metric, s string, c int) float64 {
+	m := func(k int) float64 { return r.s.summary(metric+"-"+strconv.Itoa(k), s).median }
+	return m(c) - m(c-1)
 }
 
 func (r *report) p3() {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/control/client"
+	"gvisor.dev/gvisor/pkg/urpc"
 )
 
 // A pod container's end is learnt from its sandbox, over the sandbox's
@@ -49,10 +50,7 @@ func sandboxWait(root, id string) (int, error) {
 
 // connectControl connects to a control socket. A path too long for a unix
 // socket address is reached through /proc/self/fd, as runsc does.
-func connectControl(sock string) (interface {
-	Call(method string, arg, result any) error
-	Close() error
-}, error) {
+func connectControl(sock string) (*urpc.Client, error) {
 	if len(sock) < len(unix.RawSockaddrUnix{}.Path) {
 		return client.ConnectTo(sock)
 	}

@@ -55,12 +55,17 @@ func Main() {
 		runscExec(target)
 	}
 	if profile, ok := os.LookupEnv(EnvProfile); ok {
-		target := os.Getenv(EnvTarget)
-		if err := execConfined(profile, target, os.Args[1:], os.Environ(), execAttrPaths()); err != nil {
-			fmt.Fprintf(os.Stderr, "palisade: confine %s with AppArmor profile %q: %v\n", target, profile, err)
-			os.Exit(1)
-		}
+		confined(profile, os.Getenv(EnvTarget), os.Args[1:], os.Environ())
 	}
+}
+
+// confined execs target confined by profile and does not return: a failed
+// confinement ends the process, saying so in the same words whichever
+// runtime call it was (integration/apparmorvm looks for them).
+func confined(profile, target string, args, env []string) {
+	err := execConfined(profile, target, args, env, execAttrPaths())
+	fmt.Fprintf(os.Stderr, "palisade: confine %s with AppArmor profile %q: %v\n", target, profile, err)
+	os.Exit(1)
 }
 
 // runscExec execs runsc (target) with --internal-pid-file added to a
@@ -69,12 +74,10 @@ func Main() {
 func runscExec(target string) {
 	args := withInternalPidFile(os.Args[1:])
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, EnvRunscExec+"=") })
-	var err error
 	if profile, ok := os.LookupEnv(EnvProfile); ok {
-		err = execConfined(profile, target, args, env, execAttrPaths())
-	} else {
-		err = syscall.Exec(target, append([]string{target}, args...), env)
+		confined(profile, target, args, env)
 	}
+	err := syscall.Exec(target, append([]string{target}, args...), env)
 	fmt.Fprintf(os.Stderr, "palisade: exec %s: %v\n", target, err)
 	os.Exit(1)
 }
